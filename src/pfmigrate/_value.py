@@ -8,7 +8,7 @@ The same declarations drive the JSON form and the Hypothesis strategies, so a wi
 is written in exactly one place.
 
 Decoders, which have already bounded every number by its struct format, build objects
-with ``build(cls, *values)`` and skip the checks.
+through ``builder(cls)`` and skip the checks.
 """
 
 from __future__ import annotations

@@ -1,0 +1,5 @@
+import sys
+
+from pfmigrate.cli import main
+
+sys.exit(main())

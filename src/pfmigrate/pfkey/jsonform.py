@@ -1,0 +1,233 @@
+"""PF_KEY messages as JSON, for people and programs.
+
+Each extension is an object with ``"ext"`` (its type) and one key per field. Enum
+fields are ``{"name": ..., "value": ...}`` (``name`` is null for a number this code
+does not know), bytes are hex strings, socket addresses are objects. ``from_json``
+accepts that form back, and also a bare number or name wherever an enum is expected,
+so a person can write ``"mode": "TUNNEL"``. Errors name the path of the bad value.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from pfmigrate._enum import OpenIntEnum
+from pfmigrate._value import FieldSpec, Value, field_specs
+from pfmigrate.pfkey.constants import ExtType, MsgType, SAType
+from pfmigrate.pfkey.extensions import EXTENSION_CLASSES, Extension, UnknownExtension
+from pfmigrate.pfkey.message import Message
+from pfmigrate.pfkey.sockaddr import SockAddr
+
+
+class JSONFormError(ValueError):
+    """A JSON message that does not describe a valid PF_KEY message."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+# --- to JSON ---------------------------------------------------------------------------
+
+
+def _enum_json(value: int) -> dict[str, Any]:
+    name = value._name_ if isinstance(value, enum.Enum) else None
+    return {"name": name, "value": int(value)}
+
+
+def _sockaddr_json(sa: SockAddr) -> dict[str, Any]:
+    out: dict[str, Any] = {"address": str(sa.address), "port": sa.port}
+    if sa.address.version == 6:
+        out["flowinfo"] = sa.flowinfo
+        out["scope_id"] = sa.scope_id
+    return out
+
+
+def _value_json(value: object) -> Any:
+    if isinstance(value, enum.IntFlag):
+        return {"names": [m.name for m in type(value) if m in value], "value": int(value)}
+    if isinstance(value, enum.Enum):
+        return _enum_json(value)
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, SockAddr):
+        return _sockaddr_json(value)
+    if isinstance(value, tuple):
+        return [_value_json(item) for item in value]
+    if isinstance(value, Value):
+        return {spec.name: _value_json(getattr(value, spec.name)) for spec in field_specs(type(value))}
+    raise TypeError(f"cannot put {type(value).__name__} into JSON")
+
+
+def extension_to_json(ext: Extension) -> dict[str, Any]:
+    out: dict[str, Any] = {"ext": _enum_json(ExtType.of(ext.exttype))}
+    for spec in field_specs(type(ext)):
+        if spec.name != "exttype":
+            out[spec.name] = _value_json(getattr(ext, spec.name))
+    return out
+
+
+def to_json(msg: Message) -> dict[str, Any]:
+    """The message as a JSON-ready dict."""
+    return {
+        "version": 2,
+        "type": _enum_json(msg.type),
+        "satype": _enum_json(msg.satype),
+        "errno": msg.errno,
+        "seq": msg.seq,
+        "pid": msg.pid,
+        "length": len(msg.encode()),
+        "extensions": [extension_to_json(ext) for ext in msg.extensions],
+    }
+
+
+# --- from JSON ---------------------------------------------------------------------------
+
+
+def _enum_from(enum_cls: type[OpenIntEnum], raw: Any, path: str) -> OpenIntEnum:
+    if isinstance(raw, Mapping):
+        if "value" in raw:
+            raw = raw["value"]
+        elif "name" in raw:
+            raw = raw["name"]
+        else:
+            raise JSONFormError(path, "an enum object needs a 'value' or a 'name'")
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise JSONFormError(path, f"expected a {enum_cls.__name__} name or number, got {raw!r}")
+    try:
+        return enum_cls.parse(raw)
+    except ValueError as exc:
+        raise JSONFormError(path, str(exc)) from None
+
+
+def _int_from(raw: Any, path: str) -> int:
+    if isinstance(raw, Mapping) and "value" in raw:
+        raw = raw["value"]
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise JSONFormError(path, f"expected an integer, got {raw!r}")
+    return raw
+
+
+def _bytes_from(raw: Any, path: str) -> bytes:
+    if not isinstance(raw, str):
+        raise JSONFormError(path, f"expected a hex string, got {raw!r}")
+    try:
+        return bytes.fromhex(raw.replace(":", " "))
+    except ValueError:
+        raise JSONFormError(path, f"{raw!r} is not hex") from None
+
+
+def _sockaddr_from(raw: Any, path: str) -> SockAddr:
+    if isinstance(raw, str):
+        raw = {"address": raw}
+    if not isinstance(raw, Mapping) or "address" not in raw:
+        raise JSONFormError(path, f"expected a socket address object with an 'address', got {raw!r}")
+    _reject_unknown(raw, {"address", "port", "flowinfo", "scope_id"}, path)
+    try:
+        return SockAddr(
+            ipaddress.ip_address(raw["address"]),
+            _int_from(raw.get("port", 0), f"{path}.port"),
+            _int_from(raw.get("flowinfo", 0), f"{path}.flowinfo"),
+            _int_from(raw.get("scope_id", 0), f"{path}.scope_id"),
+        )
+    except ValueError as exc:
+        if isinstance(exc, JSONFormError):
+            raise
+        raise JSONFormError(path, str(exc)) from None
+
+
+def _reject_unknown(raw: Mapping[str, Any], known: set[str], path: str) -> None:
+    unknown = set(raw) - known
+    if unknown:
+        raise JSONFormError(path, f"unknown field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(known))}")
+
+
+def _field_from(spec: FieldSpec, raw: Any, path: str) -> Any:
+    if spec.kind == "enum":
+        return _enum_from(spec.cls, raw, path)
+    if spec.kind in ("uint", "flag"):
+        return _int_from(raw, path)
+    if spec.kind == "bytes":
+        return _bytes_from(raw, path)
+    if spec.kind == "tuple":
+        if not isinstance(raw, list):
+            raise JSONFormError(path, f"expected a list, got {raw!r}")
+        if spec.cls is int:
+            return tuple(_int_from(item, f"{path}[{i}]") for i, item in enumerate(raw))
+        return tuple(_value_from(spec.cls, item, f"{path}[{i}]") for i, item in enumerate(raw))
+    if spec.kind == "value":
+        return _value_from(spec.cls, raw, path)
+    # "other": a sockaddr (maybe optional) or an optional int
+    options = typing.get_args(spec.cls) if isinstance(spec.cls, types.UnionType) else (spec.cls,)
+    if raw is None and type(None) in options:
+        return None
+    if SockAddr in options:
+        return _sockaddr_from(raw, path)
+    if int in options:
+        return _int_from(raw, path)
+    raise JSONFormError(path, f"cannot read a {spec.cls} from JSON")
+
+
+def _value_from(cls: type[Value], raw: Any, path: str, skip: frozenset[str] = frozenset()) -> Any:
+    if not isinstance(raw, Mapping):
+        raise JSONFormError(path, f"expected an object for {cls.__name__}, got {raw!r}")
+    specs = [spec for spec in field_specs(cls) if spec.name not in skip]
+    _reject_unknown(raw, {spec.name for spec in specs} | set(skip), path)
+    kwargs = {spec.name: _field_from(spec, raw[spec.name], f"{path}.{spec.name}") for spec in specs if spec.name in raw}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, JSONFormError):
+            raise
+        raise JSONFormError(path, f"{cls.__name__}: {exc}") from None
+
+
+def extension_from_json(raw: Any, path: str = "extension") -> Extension:
+    if not isinstance(raw, Mapping) or "ext" not in raw:
+        raise JSONFormError(path, "an extension needs an 'ext' type")
+    exttype = _enum_from(ExtType, raw["ext"], f"{path}.ext")
+    cls = EXTENSION_CLASSES.get(exttype)
+    if cls is None:
+        if exttype == 0:
+            raise JSONFormError(f"{path}.ext", "type 0 is SADB_EXT_RESERVED")
+        fields = {k: v for k, v in raw.items() if k != "ext"}
+        ext: Extension = _value_from(UnknownExtension, {**fields, "exttype": int(exttype)}, path)
+        return ext
+    ext = _value_from(cls, raw, path, skip=frozenset({"ext"}))
+    return ext
+
+
+def from_json(raw: Any) -> Message:
+    """A message from the form ``to_json`` writes; ``JSONFormError`` names what is wrong."""
+    if not isinstance(raw, Mapping):
+        raise JSONFormError("message", f"expected an object, got {type(raw).__name__}")
+    known = {"version", "type", "satype", "errno", "seq", "pid", "length", "extensions"}
+    _reject_unknown(raw, known, "message")
+    if "type" not in raw:
+        raise JSONFormError("message", "a message needs a 'type'")
+    if raw.get("version", 2) != 2:
+        raise JSONFormError("message.version", "only PF_KEY version 2 exists")
+    exts = raw.get("extensions", [])
+    if not isinstance(exts, list):
+        raise JSONFormError("message.extensions", "expected a list")
+    try:
+        return Message(
+            _enum_from(MsgType, raw["type"], "message.type"),
+            _enum_from(SAType, raw.get("satype", 0), "message.satype"),
+            _int_from(raw.get("seq", 0), "message.seq"),
+            _int_from(raw.get("pid", 0), "message.pid"),
+            _int_from(raw.get("errno", 0), "message.errno"),
+            tuple(extension_from_json(ext, f"message.extensions[{i}]") for i, ext in enumerate(exts)),
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, JSONFormError):
+            raise
+        raise JSONFormError("message", str(exc)) from None
