@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from pfmigrate.cli.errors import CommandError
@@ -53,7 +54,7 @@ def run_decode(args: argparse.Namespace) -> int:
 def run_encode(args: argparse.Namespace) -> int:
     source = "stdin" if args.file == "-" else args.file
     try:
-        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     except OSError as exc:
         raise CommandError(f"cannot read {source}: {exc.strerror}") from None
     try:

@@ -14,7 +14,7 @@ import ipaddress
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pfmigrate._enum import OpenIntEnum
 from pfmigrate._value import FieldSpec, Value, field_specs
@@ -22,6 +22,9 @@ from pfmigrate.pfkey.constants import ExtType, MsgType, SAType
 from pfmigrate.pfkey.extensions import EXTENSION_CLASSES, Extension, UnknownExtension
 from pfmigrate.pfkey.message import Message
 from pfmigrate.pfkey.sockaddr import SockAddr
+
+EN = TypeVar("EN", bound=OpenIntEnum)
+VT = TypeVar("VT", bound=Value)
 
 
 class JSONFormError(ValueError):
@@ -92,7 +95,7 @@ def to_json(msg: Message) -> dict[str, Any]:
 # --- from JSON ---------------------------------------------------------------------------
 
 
-def _enum_from(enum_cls: type[OpenIntEnum], raw: Any, path: str) -> OpenIntEnum:
+def _enum_from(enum_cls: type[EN], raw: Any, path: str) -> EN:
     if isinstance(raw, Mapping):
         if "value" in raw:
             raw = raw["value"]
@@ -176,7 +179,7 @@ def _field_from(spec: FieldSpec, raw: Any, path: str) -> Any:
     raise JSONFormError(path, f"cannot read a {spec.cls} from JSON")
 
 
-def _value_from(cls: type[Value], raw: Any, path: str, skip: frozenset[str] = frozenset()) -> Any:
+def _value_from(cls: type[VT], raw: Any, path: str, skip: frozenset[str] = frozenset()) -> VT:
     if not isinstance(raw, Mapping):
         raise JSONFormError(path, f"expected an object for {cls.__name__}, got {raw!r}")
     specs = [spec for spec in field_specs(cls) if spec.name not in skip]
@@ -199,10 +202,8 @@ def extension_from_json(raw: Any, path: str = "extension") -> Extension:
         if exttype == 0:
             raise JSONFormError(f"{path}.ext", "type 0 is SADB_EXT_RESERVED")
         fields = {k: v for k, v in raw.items() if k != "ext"}
-        ext: Extension = _value_from(UnknownExtension, {**fields, "exttype": int(exttype)}, path)
-        return ext
-    ext = _value_from(cls, raw, path, skip=frozenset({"ext"}))
-    return ext
+        return _value_from(UnknownExtension, {**fields, "exttype": int(exttype)}, path)
+    return _value_from(cls, raw, path, skip=frozenset({"ext"}))
 
 
 def from_json(raw: Any) -> Message:
