@@ -55,7 +55,7 @@ def _sockaddr_json(sa: SockAddr) -> dict[str, Any]:
 def _value_json(value: object) -> Any:
     if isinstance(value, enum.IntFlag):
         return {"names": [m.name for m in type(value) if m in value], "value": int(value)}
-    if isinstance(value, enum.Enum):
+    if isinstance(value, enum.IntEnum):
         return _enum_json(value)
     if isinstance(value, bool | int | str) or value is None:
         return value
