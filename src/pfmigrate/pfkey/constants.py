@@ -209,9 +209,12 @@ class Level(OpenIntEnum):
 
 
 class IPProto(OpenIntEnum):
-    """IP protocol numbers that appear in selectors and requests."""
+    """IP protocol numbers that appear in selectors and requests.
 
-    HOPOPTS = 0
+    0 is left unnamed: in PF_KEY it usually means "any" (Linux writes 0 in SA address
+    extensions and in MIGRATE broadcasts), not IPv6 hop-by-hop options.
+    """
+
     ICMP = 1
     IPIP = 4
     TCP = 6

@@ -87,6 +87,7 @@ def to_json(msg: Message) -> dict[str, Any]:
         "errno": msg.errno,
         "seq": msg.seq,
         "pid": msg.pid,
+        "reserved": msg.reserved,
         "length": len(msg.encode()),
         "extensions": [extension_to_json(ext) for ext in msg.extensions],
     }
@@ -210,7 +211,7 @@ def from_json(raw: Any) -> Message:
     """A message from the form ``to_json`` writes; ``JSONFormError`` names what is wrong."""
     if not isinstance(raw, Mapping):
         raise JSONFormError("message", f"expected an object, got {type(raw).__name__}")
-    known = {"version", "type", "satype", "errno", "seq", "pid", "length", "extensions"}
+    known = {"version", "type", "satype", "errno", "seq", "pid", "reserved", "length", "extensions"}
     _reject_unknown(raw, known, "message")
     if "type" not in raw:
         raise JSONFormError("message", "a message needs a 'type'")
@@ -227,6 +228,7 @@ def from_json(raw: Any) -> Message:
             _int_from(raw.get("pid", 0), "message.pid"),
             _int_from(raw.get("errno", 0), "message.errno"),
             tuple(extension_from_json(ext, f"message.extensions[{i}]") for i, ext in enumerate(exts)),
+            _int_from(raw.get("reserved", 0), "message.reserved"),
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, JSONFormError):

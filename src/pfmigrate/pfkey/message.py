@@ -41,6 +41,9 @@ class Message(Value):
     pid: int = uint(32)
     errno: int = uint(8)
     extensions: tuple[Extension, ...] = ()
+    #: ``sadb_msg_reserved``: zero in requests (Linux refuses anything else), but Linux
+    #: itself puts the policy's reference count here in SPD replies and dumps.
+    reserved: int = uint(16)
 
     def _check(self) -> None:
         seen: set[int] = set()
@@ -69,7 +72,9 @@ class Message(Value):
 
     def encode(self) -> bytes:
         body = b"".join([ext.pack() for ext in self.extensions])
-        header = _MSG.pack(PF_KEY_V2, self.type, self.errno, self.satype, 2 + len(body) // 8, 0, self.seq, self.pid)
+        header = _MSG.pack(
+            PF_KEY_V2, self.type, self.errno, self.satype, 2 + len(body) // 8, self.reserved, self.seq, self.pid
+        )
         return header + body
 
     @classmethod
@@ -84,11 +89,13 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     """Decode one PF_KEY message; ``DecodeError`` (with offset and reason) if invalid.
 
     Checks what Linux checks before a handler runs (``pfkey_get_base_msg`` and
-    ``parse_exthdrs``): version 2, zero ``sadb_msg_reserved``, total length, each
+    ``parse_exthdrs``): version 2, total length, each
     extension's length, type and minimum size, no known type twice, and the contents
     of address, key, security-context and request extensions. Like Linux it ignores up
     to 7 bytes after the declared length, and extension bytes past a fixed struct. The
-    message type is not checked: unknown types decode as ``MsgType`` pseudo-members.
+    message type and ``sadb_msg_reserved`` are not checked, since Linux itself sends
+    non-zero ``reserved``: unknown types decode as ``MsgType`` pseudo-members, and an
+    engine applies Linux's request rules (type 1..24, zero ``reserved``) itself.
     """
     if type(data) is not bytes:
         data = bytes(data)
@@ -97,8 +104,6 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     version, mtype, errno, satype, length, reserved, seq, pid = _MSG.unpack_from(data)
     if version != PF_KEY_V2:
         raise DecodeError(0, f"sadb_msg_version is {version}, not {PF_KEY_V2}")
-    if reserved:
-        raise DecodeError(6, f"sadb_msg_reserved is {reserved}, not 0")
     if length != len(data) // 8 or length < 2:
         raise DecodeError(
             4, f"sadb_msg_len says {length * 8} bytes but the message has {len(data)}", errno=_errno.EMSGSIZE
@@ -133,5 +138,5 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
         except (ValueError, TypeError) as exc:  # a value's own rule, e.g. mixed families
             raise DecodeError(pos, f"{name}: {exc}") from exc
         pos += size
-    message: Message = _build_message(_MSGTYPE[mtype], _SATYPE[satype], seq, pid, errno, tuple(extensions))
+    message: Message = _build_message(_MSGTYPE[mtype], _SATYPE[satype], seq, pid, errno, tuple(extensions), reserved)
     return message

@@ -91,6 +91,7 @@ def render_extension(ext: Extension) -> list[str]:
 def render(msg: Message) -> str:
     """The message as text: a header line, then each extension."""
     errno = f" errno={msg.errno}" if msg.errno else ""
+    errno += f" reserved={msg.reserved}" if msg.reserved else ""
     out = [
         f"SADB_{_text(msg.type)} satype={_text(msg.satype)}{errno} len={len(msg.encode())} seq={msg.seq} pid={msg.pid}"
     ]
