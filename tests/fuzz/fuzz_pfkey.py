@@ -350,7 +350,7 @@ class Mutator:
 
 def normalise(reason: str) -> str:
     """A reason without its numbers, so that errors of one kind count together."""
-    return re.sub(r"\d+", "N", reason)[:72]
+    return re.sub(r"\b\d+\b", "N", reason)[:72]
 
 
 def check(data: bytes) -> DecodeError | None:

@@ -1,0 +1,62 @@
+# pfmigrate: two commands set everything up on a fresh machine.
+#   make run    the main job on the embedded default
+#   make test   lint, types, and the whole suite (the kernel tier boots User-Mode Linux)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SYSTEM_PACKAGES := user-mode-linux kmod iproute2 iputils-ping
+
+.PHONY: run test lint unit kernel bench fuzz vectors system-packages clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pfmigrate needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# The kernel tier needs Debian's User-Mode Linux; as root we install what is missing.
+system-packages:
+	@if [ "$$(id -u)" != 0 ]; then \
+	    echo "not root: not installing $(SYSTEM_PACKAGES) (without them the kernel tier skips)"; \
+	elif ! command -v apt-get >/dev/null; then \
+	    echo "no apt-get: install $(SYSTEM_PACKAGES) by hand for the kernel tier"; \
+	else \
+	    missing=""; \
+	    for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	    if [ -n "$$missing" ]; then \
+	        echo "installing$$missing"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	    fi; \
+	fi
+
+run: $(STAMP)
+	$(BIN)/pfmigrate demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests testbed bench
+	$(BIN)/ruff format --check src tests testbed bench
+	$(BIN)/mypy
+
+test: $(STAMP) system-packages lint
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest -m "not kernel"
+
+kernel: $(STAMP) system-packages
+	$(BIN)/pytest -m kernel
+
+bench: $(STAMP)
+	$(BIN)/python bench/codec.py
+
+fuzz: $(STAMP)
+	$(BIN)/python tests/fuzz/fuzz_pfkey.py --cases 1000000
+
+vectors: $(STAMP) system-packages
+	$(BIN)/python -m testbed.capture_vectors
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
