@@ -58,8 +58,17 @@ class BootResult:
 
 
 def find_kernel() -> UmlKernel:
-    """The installed UML kernel, or ``KernelUnavailable`` saying how to get one."""
-    found = shutil.which("linux.uml") or ("/usr/bin/linux.uml" if Path("/usr/bin/linux.uml").exists() else None)
+    """The installed UML kernel, or ``KernelUnavailable`` saying how to get one.
+
+    ``PFMIGRATE_UML`` names another kernel binary.
+    """
+    chosen = os.environ.get("PFMIGRATE_UML")
+    if chosen is not None:
+        found = chosen if Path(chosen).is_file() else None
+    else:
+        found = shutil.which("linux.uml") or ("/usr/bin/linux.uml" if Path("/usr/bin/linux.uml").exists() else None)
+    if found is None and chosen is not None:
+        raise KernelUnavailable(f"PFMIGRATE_UML={chosen} is not a file")
     if found is None:
         raise KernelUnavailable(
             "linux.uml not found: install Debian's user-mode-linux package (make test does, as root)"

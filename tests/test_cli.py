@@ -1,0 +1,108 @@
+"""The ``pfmigrate`` command: pfkey decode/encode and the demo, run as a user would."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pfmigrate.cli import main
+from pfmigrate.seed import seed_migrate
+
+SEED_HEX = seed_migrate().encode().hex()
+
+
+def run(argv: list[str], stdin: str = "", monkeypatch: pytest.MonkeyPatch | None = None) -> int:
+    if monkeypatch is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    return main(argv)
+
+
+def test_decode_prints_readable_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pfkey", "decode", SEED_HEX]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("SADB_X_MIGRATE satype=ESP len=320")
+    assert "esp/tunnel/3ffe:501:ffff:500:1:2:3:4-3ffe:501:ffff:100::1/require" in out
+    assert "X_KMADDRESS       local=3ffe:501:ffff:400:1:2:3:4 remote=3ffe:501:ffff:100::1" in out
+
+
+def test_decode_accepts_spaced_hex_and_stdin(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spaced = " ".join(SEED_HEX[i : i + 8] for i in range(0, len(SEED_HEX), 8))
+    assert run(["pfkey", "decode", "-"], spaced + "\n", monkeypatch) == 0
+    assert "SADB_X_MIGRATE" in capsys.readouterr().out
+
+
+def test_decode_json_then_encode_gives_the_same_hex(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["pfkey", "decode", "--json", SEED_HEX]) == 0
+    document = capsys.readouterr().out
+    parsed = json.loads(document)
+    assert parsed["type"] == {"name": "X_MIGRATE", "value": 24}
+    assert parsed["extensions"][2]["requests"][1]["src"]["address"] == "3ffe:501:ffff:400:1:2:3:4"
+    assert run(["pfkey", "encode"], document, monkeypatch) == 0
+    assert capsys.readouterr().out.strip() == SEED_HEX
+
+
+def test_encode_accepts_names_written_by_hand(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    document = json.dumps(
+        {
+            "type": "X_SPDGET",
+            "extensions": [{"ext": "X_POLICY", "type": "IPSEC", "dir": "outbound", "id": 7}],
+        }
+    )
+    assert run(["pfkey", "encode"], document, monkeypatch) == 0
+    assert capsys.readouterr().out.strip() == "0210000004000000000000000000000002001200020002000700000000000000"
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "message"),
+    [
+        (["pfkey", "decode", "0218"], "", "not a valid PF_KEY message: offset 0: 2 bytes is shorter"),
+        (["pfkey", "decode", "02zz"], "", "input is not hex at character 2"),
+        (["pfkey", "decode", "021"], "", "input is not hex (odd number of digits)"),
+        (["pfkey", "decode", "0318000002000000" + "00" * 8], "", "offset 0: sadb_msg_version is 3, not 2"),
+        (["pfkey", "encode"], "{", "stdin: not JSON: line 1 column 2"),
+        (["pfkey", "encode"], '{"extensions": []}', "stdin: message: a message needs a 'type'"),
+        (
+            ["pfkey", "encode"],
+            '{"type": 24, "extensions": [{"ext": "X_POLICY", "dir": "INBUND"}]}',
+            "message.extensions[0].dir: unknown Direction 'INBUND'",
+        ),
+        (
+            ["pfkey", "encode"],
+            '{"type": 24, "extensions": [{"ext": "ADDRESS_SRC", "address": "::1", "prefixlen": 129}]}',
+            "message.extensions[0]: AddressSrc: prefix length 129 is too long",
+        ),
+        (["pfkey", "encode", "/nonexistent.json"], "", "cannot read /nonexistent.json: No such file or directory"),
+    ],
+)
+def test_bad_input_says_what_and_where(
+    argv: list[str], stdin: str, message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run(argv, stdin, monkeypatch) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pfmigrate: ")
+    assert message in err
+
+
+def test_demo_round_trips(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "Encoded (320 bytes" in out
+    assert "Round trip: identical" in out
+
+
+def test_console_script_and_module_entry_points() -> None:
+    script = Path(sys.executable).parent / "pfmigrate"  # installed beside this Python
+    for argv in ([str(script), "--version"], [sys.executable, "-m", "pfmigrate", "--version"]):
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        assert done.stdout.startswith("pfmigrate ")
