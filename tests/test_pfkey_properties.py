@@ -587,12 +587,7 @@ def test_kmaddress_pair(local: SockAddr, remote: SockAddr) -> None:
 # Linux's pfkey_get_base_msg accepts 1..7 bytes after sadb_msg_len (it compares with skb->len / 8),
 # but parse_exthdrs then walks ``int len = skb->len`` - 16 bytes, not sadb_msg_len * 8: after the
 # last extension the 1..7 trailing bytes are left, and ``len < sizeof(*ehdr)`` or
-# ``ext_len > len`` returns -EINVAL (net/key/af_key.c). So Linux rejects such a message with
-# EINVAL, in-band, before any handler runs; the codec accepts it and drops the bytes.
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: decode() ignores 1..7 trailing bytes; Linux's parse_exthdrs walks skb->len and rejects them (EINVAL)",
-)
+# ``ext_len > len`` returns -EINVAL (net/key/af_key.c; seen in UML: tests/kernel).
 @pytest.mark.parametrize("extra", range(1, 8))
 def test_trailing_bytes_rejected_like_parse_exthdrs(extra: int) -> None:
     body = msg(address_ext(V4.packed), SA2(Mode.TUNNEL, 1, 2).pack())

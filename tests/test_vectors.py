@@ -20,10 +20,13 @@ from pfmigrate.pfkey import (
     IPProto,
     KMAddress,
     Level,
+    LifetimeHard,
+    LifetimeSoft,
     Message,
     Mode,
     MsgType,
     Policy,
+    Proposal,
     SAState,
     SockAddr,
     SupportedEncrypt,
@@ -63,6 +66,12 @@ FACTS: dict[str, Callable[[Message], bool]] = {
     "register_esp_reply": lambda m: any(a.id == EncAlg.X_AESCBC for a in m.require(SupportedEncrypt).algs),
     "spdadd_reply": lambda m: m.require(Policy).id != 0 and m.reserved != 0,  # Linux puts a refcount there
     "spddump_last": lambda m: m.type == MsgType.X_SPDDUMP and m.seq == 0,
+    "expire_soft": lambda m: (
+        m.type == MsgType.EXPIRE and m.require(SA).state == SAState.DYING and m.require(LifetimeSoft).addtime == 1
+    ),
+    "expire_hard": lambda m: m.require(SA).state == SAState.DEAD and m.require(LifetimeHard).addtime == 3,
+    "acquire": lambda m: m.type == MsgType.ACQUIRE and m.require(Proposal).replay == 32 and m.pid == 0,
+    "expire_request_eopnotsupp": lambda m: (m.type, m.errno) == (MsgType.EXPIRE, errno.EOPNOTSUPP),
 }
 
 

@@ -6,7 +6,9 @@ These run inside User-Mode Linux (Linux 6.1 with ``af_key`` and ``xfrm_user``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import socket
 import subprocess
 from collections.abc import Callable
 
@@ -22,6 +24,7 @@ from pfmigrate.pfkey import (
     Direction,
     EncAlg,
     IPProto,
+    IPsecRequest,
     KeyAuth,
     KeyEncrypt,
     KMAddress,
@@ -34,6 +37,7 @@ from pfmigrate.pfkey import (
     MsgType,
     Policy,
     PolicyType,
+    Proposal,
     SAState,
     SAType,
     SockAddr,
@@ -52,16 +56,19 @@ COA_TO_HA = (AddressSrc.of(f"{OLD_COA}/128"), AddressDst.of(f"{HOME_AGENT}/128")
 MH_SELECTOR = (AddressSrc.of(f"{HOME_ADDRESS}/128", IPProto.MH), AddressDst.of(f"{HOME_AGENT}/128", IPProto.MH))
 
 
-def esp_add(spi: int, src: str = OLD_COA, dst: str = HOME_AGENT, *, reqid: int = 0) -> Message:
-    """SADB_ADD of an ESP tunnel SA (AES-CBC, HMAC-SHA-256) from ``src`` to ``dst``."""
+def esp_add(
+    spi: int, src: str = OLD_COA, dst: str = HOME_AGENT, *, reqid: int = 0, soft: int = 3000, hard: int = 3600
+) -> Message:
+    """SADB_ADD of an ESP tunnel SA (AES-CBC, HMAC-SHA-256) from ``src`` to ``dst``,
+    expiring softly and hard after ``soft`` and ``hard`` seconds."""
     return Message(
         MsgType.ADD,
         SAType.ESP,
         extensions=(
             SA(spi, 32, SAState.MATURE, AuthAlg.X_SHA2_256HMAC, EncAlg.X_AESCBC),
             SA2(Mode.TUNNEL, 0, reqid),
-            LifetimeHard(0, 0, 3600, 0),
-            LifetimeSoft(0, 0, 3000, 0),
+            LifetimeHard(0, 0, hard, 0),
+            LifetimeSoft(0, 0, soft, 0),
             AddressSrc.of(f"{src}/128"),
             AddressDst.of(f"{dst}/128"),
             KeyAuth.of(AUTH_KEY),
@@ -334,3 +341,83 @@ def test_migrate_with_bad_direction_is_einval(pfkey: PfKeySocket, direction: int
     with pytest.raises(PfKeyError) as failure:
         pfkey.migrate(bad)
     assert failure.value.errno == errno.EINVAL
+
+
+# --- what Linux sends on its own, and what it refuses ------------------------------------------------
+
+
+def test_expire_soft_then_hard_reaches_registered_sockets(pfkey: PfKeySocket, vectors: Vectors) -> None:
+    pfkey.request(Message(MsgType.REGISTER, SAType.ESP))
+    pfkey.request(esp_add(0x5000, soft=1, hard=3))
+    soft = pfkey.wait_for(lambda m: m.type == MsgType.EXPIRE, timeout=5)
+    hard = pfkey.wait_for(lambda m: m.type == MsgType.EXPIRE, timeout=5)
+    assert (soft.seq, soft.pid, hard.seq, hard.pid) == (0, 0, 0, 0)
+    assert (soft.require(SA).spi, soft.require(SA).state) == (0x5000, SAState.DYING)
+    assert soft.require(LifetimeSoft).addtime == 1
+    assert soft.get(LifetimeHard) is None
+    assert (hard.require(SA).state, hard.require(LifetimeHard).addtime) == (SAState.DEAD, 3)
+    vectors.keep("expire_soft", soft, "EXPIRE (soft) after 1 s: SA DYING with the soft lifetime")
+    vectors.keep("expire_hard", hard, "EXPIRE (hard) after 3 s: SA DEAD with the hard lifetime")
+
+
+def test_acquire_when_a_policy_has_no_sa(pfkey: PfKeySocket, vectors: Vectors) -> None:
+    pfkey.request(Message(MsgType.REGISTER, SAType.ESP))
+    transport = IPsecRequest(IPProto.ESP, Mode.TRANSPORT, Level.REQUIRE, 0)
+    selector = (
+        AddressSrc(SockAddr.of("::1"), 128, IPProto.UDP),
+        AddressDst(SockAddr.of("::1", 5000), 128, IPProto.UDP),
+    )
+    policy_id = (
+        pfkey.request(
+            Message(
+                MsgType.X_SPDADD,
+                extensions=(*selector, Policy(PolicyType.IPSEC, Direction.OUTBOUND, requests=(transport,))),
+            )
+        )
+        .require(Policy)
+        .id
+    )
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp, contextlib.suppress(OSError):
+        udp.sendto(b"needs an SA", ("::1", 5000))  # held back or refused until an SA exists
+    acquire = pfkey.wait_for(lambda m: m.type == MsgType.ACQUIRE, timeout=5)
+    assert acquire.satype == SAType.ESP
+    assert acquire.require(AddressDst).address.address == SockAddr.of("::1").address
+    assert acquire.require(Policy).id == policy_id
+    assert acquire.require(Proposal).replay == 32
+    vectors.keep(
+        "acquire", acquire, "ACQUIRE for an outbound UDP policy on ::1 with no SA: addresses, policy id, proposal"
+    )
+
+
+def test_spdsetidx_is_answered_as_spdadd(pfkey: PfKeySocket) -> None:
+    reply = pfkey.request(mh_policy(MsgType.X_SPDSETIDX))
+    assert reply.type == MsgType.X_SPDADD
+    assert reply.require(Policy).requests == (tunnel_request(OLD_COA, HOME_AGENT),)
+
+
+@pytest.mark.parametrize(
+    "msg_type",
+    [MsgType.EXPIRE, MsgType.X_PCHANGE, MsgType.X_SPDACQUIRE, MsgType.X_SPDEXPIRE, MsgType.X_NAT_T_NEW_MAPPING],
+)
+def test_types_without_a_handler_are_eopnotsupp(pfkey: PfKeySocket, msg_type: MsgType, vectors: Vectors) -> None:
+    with pytest.raises(PfKeyError) as failure:
+        pfkey.request(Message(msg_type, SAType.ESP))
+    assert failure.value.errno == errno.EOPNOTSUPP
+    if msg_type == MsgType.EXPIRE:
+        vectors.keep("expire_request_eopnotsupp", failure.value.reply, "EXPIRE sent to Linux: errno EOPNOTSUPP (95)")
+
+
+@pytest.mark.parametrize("number", [0, 25, 200])
+def test_types_outside_1_to_24_are_refused_by_send(pfkey: PfKeySocket, number: int) -> None:
+    with pytest.raises(OSError, match="Invalid argument") as refused:
+        pfkey.send(Message(MsgType(number)))
+    assert refused.value.errno == errno.EINVAL
+
+
+@pytest.mark.parametrize("extra", [1, 3, 7])
+def test_bytes_after_the_declared_length_are_einval(pfkey: PfKeySocket, extra: int) -> None:
+    # send() takes it (the base check divides by 8), but the extension walk refuses it in-band.
+    request = pfkey.stamp(Message(MsgType.X_SPDFLUSH))
+    pfkey.send(request.encode() + b"\xa5" * extra)
+    reply = pfkey.wait_for(lambda m: pfkey.is_reply(m, request))
+    assert reply.errno == errno.EINVAL

@@ -89,13 +89,14 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     """Decode one PF_KEY message; ``DecodeError`` (with offset and reason) if invalid.
 
     Checks what Linux checks before a handler runs (``pfkey_get_base_msg`` and
-    ``parse_exthdrs``): version 2, total length, each
-    extension's length, type and minimum size, no known type twice, and the contents
-    of address, key, security-context and request extensions. Like Linux it ignores up
-    to 7 bytes after the declared length, and extension bytes past a fixed struct. The
-    message type and ``sadb_msg_reserved`` are not checked, since Linux itself sends
-    non-zero ``reserved``: unknown types decode as ``MsgType`` pseudo-members, and an
-    engine applies Linux's request rules (type 1..24, zero ``reserved``) itself.
+    ``parse_exthdrs``): version 2, total length (``sadb_msg_len`` must cover the message
+    exactly: Linux's base check allows up to 7 more bytes, but its extension walk then
+    refuses them with EINVAL), each extension's length, type and minimum size, no known
+    type twice, and the contents of address, key, security-context and request
+    extensions. Like Linux it ignores extension bytes past a fixed struct. The message
+    type and ``sadb_msg_reserved`` are not checked, since Linux itself sends non-zero
+    ``reserved``: unknown types decode as ``MsgType`` pseudo-members, and an engine
+    applies Linux's request rules (type 1..24, zero ``reserved``) itself.
     """
     if type(data) is not bytes:
         data = bytes(data)
@@ -109,6 +110,8 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
             4, f"sadb_msg_len says {length * 8} bytes but the message has {len(data)}", errno=_errno.EMSGSIZE
         )
     end = length * 8
+    if end != len(data):
+        raise DecodeError(end, f"{len(data) - end} bytes after the {end} that sadb_msg_len covers")
     extensions: list[Extension] = []
     seen = 0
     pos = _MSG.size
