@@ -13,7 +13,9 @@ from pfmigrate._wire import DecodeError, Reader
 from pfmigrate.pfkey import (
     SA,
     AddressSrc,
+    Comb,
     Direction,
+    IdentitySrc,
     IPProto,
     IPsecRequest,
     KeyAuth,
@@ -22,10 +24,12 @@ from pfmigrate.pfkey import (
     Mode,
     MsgType,
     Policy,
+    Proposal,
     SAType,
     SecCtx,
     SockAddr,
     UnknownExtension,
+    decode,
 )
 from pfmigrate.pfkey.render import render
 from pfmigrate.seed import seed_migrate
@@ -128,3 +132,17 @@ def test_render_names_unknown_numbers() -> None:
     text = render(msg)
     assert text.splitlines()[0] == "SADB_99 satype=42 len=24 seq=0 pid=0"
     assert "type 300          data=01020304" in text
+
+
+def test_identity_strings_cannot_end_in_nul() -> None:
+    with pytest.raises(ValueError, match="cannot end in NUL"):
+        IdentitySrc(data=b"user@example\0")
+
+
+def test_a_partial_trailing_comb_is_ignored_as_linux_ignores_it() -> None:
+    full = Message(MsgType.ACQUIRE, extensions=(Proposal(32, (Comb(),)),)).encode()
+    # Grow the proposal by 8 bytes that are not a whole sadb_comb (72 bytes).
+    raw = bytearray(full + bytes(8))
+    raw[4:6] = struct.pack("=H", len(raw) // 8)
+    raw[16:18] = struct.pack("=H", (len(raw) - 16) // 8)
+    assert decode(bytes(raw)).require(Proposal).combs == (Comb(),)

@@ -305,13 +305,17 @@ _IDENT = struct.Struct("=HHHHQ")
 class Identity(Extension):
     """``struct sadb_ident`` (16) + an identity string padded with NULs to 8.
 
-    ``data`` is the string without its NUL padding.
+    ``data`` is the string without its NUL padding, so it cannot end in NUL itself.
     """
 
     min_len = 16
     ident_type: IdentType = uint(16, IdentType.RESERVED)
     id: int = uint(64)
     data: bytes = b""
+
+    def _check(self) -> None:
+        if self.data.endswith(b"\0"):
+            raise ValueError("an identity string cannot end in NUL: trailing NULs are its padding")
 
     def pack(self) -> bytes:
         body = _pad(self.data)
@@ -416,10 +420,8 @@ class Proposal(Extension):
     @classmethod
     def unpack(cls, r: Reader) -> Self:
         (_, _, replay) = r.unpack(_PROP, "sadb_prop")
-        if r.remaining() % _COMB.size:
-            raise r.error(f"{r.remaining()} bytes of combinations is not a whole number of 72-byte sadb_comb")
         combs = []
-        while r.remaining():
+        while r.remaining() >= _COMB.size:  # like Linux, ignore a partial trailing sadb_comb
             auth, encrypt, *rest = r.unpack(_COMB, "sadb_comb")
             combs.append(Comb(_AUTH[auth], _ENC[encrypt], *rest))
         return cls(replay, tuple(combs))
