@@ -79,7 +79,8 @@ def main() -> int:
 
     msg = seed_migrate(seq=1)
     wire = msg.encode()
-    assert len(wire) == 320 and decode(wire) == msg
+    assert len(wire) == 320
+    assert decode(wire) == msg
     many = distinct_migrates(10_000)
     many_wire = [m.encode() for m in many]
     n = len(many)
@@ -113,7 +114,7 @@ def main() -> int:
     ]
     anchor = rows[0][1]
     print(f"PF_KEY codec: seed MIGRATE with KMADDRESS ({len(wire)} bytes), Python {platform.python_version()}")
-    print(f"{'':28} {'msgs/s':>11} {'µs each':>8} {'× anchor':>9}  target")
+    print(f"{'':28} {'msgs/s':>11} {'µs each':>8} {'/ anchor':>9}  target")
     failed = False
     for name, per_second, target in rows:
         verdict = ""
