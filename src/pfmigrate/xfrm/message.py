@@ -1,0 +1,265 @@
+"""Netlink messages on ``NETLINK_XFRM``: the header, XFRM payloads, errors and dumps.
+
+A datagram holds one or more messages, each ``struct nlmsghdr`` (16: len u32, type u16,
+flags u16, seq u32, pid u32) and a payload, padded to 4. An XFRM payload is the fixed
+struct of its type (what the kernel's ``xfrm_msg_min`` requires) followed by
+attributes. ``NLMSG_ERROR`` carries an errno (0 for an ACK) and the request's header;
+``NLMSG_DONE`` ends a dump.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno as _errno
+import os
+import struct
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pfmigrate._value import Value, uint
+from pfmigrate._wire import DecodeError, Reader
+from pfmigrate.xfrm.attributes import Attribute, read_attributes
+from pfmigrate.xfrm.constants import MsgType, NlMsgType
+from pfmigrate.xfrm.structs import (
+    CStruct,
+    UserAcquire,
+    UserExpire,
+    UserPolexpire,
+    UserpolicyId,
+    UserpolicyInfo,
+    UsersaFlush,
+    UsersaId,
+    UsersaInfo,
+    UserspiInfo,
+)
+
+_HDR = struct.Struct("=IHHII")
+_I32 = struct.Struct("=i")
+
+A = TypeVar("A", bound=Attribute)
+
+#: The fixed struct that starts each XFRM message type's payload.
+FIXED: dict[int, type[CStruct]] = {
+    MsgType.NEWSA: UsersaInfo,
+    MsgType.UPDSA: UsersaInfo,
+    MsgType.DELSA: UsersaId,
+    MsgType.GETSA: UsersaId,
+    MsgType.NEWPOLICY: UserpolicyInfo,
+    MsgType.UPDPOLICY: UserpolicyInfo,
+    MsgType.DELPOLICY: UserpolicyId,
+    MsgType.GETPOLICY: UserpolicyId,
+    MsgType.ALLOCSPI: UserspiInfo,
+    MsgType.ACQUIRE: UserAcquire,
+    MsgType.EXPIRE: UserExpire,
+    MsgType.POLEXPIRE: UserPolexpire,
+    MsgType.FLUSHSA: UsersaFlush,
+    MsgType.MIGRATE: UserpolicyId,
+}
+#: Types whose payload is attributes only.
+ATTRIBUTES_ONLY = frozenset({MsgType.FLUSHPOLICY})
+
+
+def _align4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _header(length: int, msg_type: int, flags: int, seq: int, pid: int) -> bytes:
+    return _HDR.pack(length, msg_type, flags, seq, pid)
+
+
+class NetlinkMessage(Value):
+    """Base of the message classes: each has ``type``, ``flags``, ``seq``, ``pid``."""
+
+    __slots__ = ()
+    type: int
+    flags: int
+    seq: int
+    pid: int
+
+    def payload(self) -> bytes:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        """The message, padded to 4 bytes (``nlmsg_len`` counts the unpadded length)."""
+        payload = self.payload()
+        length = 16 + len(payload)
+        return _header(length, self.type, self.flags, self.seq, self.pid) + payload + bytes(_align4(length) - length)
+
+
+@dataclass(frozen=True, slots=True)
+class XfrmMessage(NetlinkMessage):
+    """An XFRM message: its fixed struct (``None`` for a dump request or
+    ``FLUSHPOLICY``) and its attributes in order."""
+
+    type: MsgType = uint(16, None)
+    flags: int = uint(16)
+    seq: int = uint(32)
+    pid: int = uint(32)
+    fixed: CStruct | None = None
+    attrs: tuple[Attribute, ...] = ()
+
+    def _check(self) -> None:
+        expected = FIXED.get(self.type)
+        if self.fixed is not None and (expected is None or builtins.type(self.fixed) is not expected):
+            want = expected.__name__ if expected else "no fixed struct"
+            raise ValueError(f"{self.type.label} carries {want}, not {builtins.type(self.fixed).__name__}")
+
+    def payload(self) -> bytes:
+        head = b"" if self.fixed is None else self.fixed.pack()
+        if self.attrs and len(head) % 4:
+            head += bytes(_align4(len(head)) - len(head))
+        return head + b"".join(a.pack() for a in self.attrs)
+
+    def get(self, kind: builtins.type[A]) -> A | None:
+        """The first attribute of class ``kind``."""
+        for attr in self.attrs:
+            if builtins.type(attr) is kind:
+                return attr
+        return None
+
+    def all(self, kind: builtins.type[A]) -> list[A]:
+        """Every attribute of class ``kind`` (a MIGRATE notification repeats them)."""
+        return [attr for attr in self.attrs if builtins.type(attr) is kind]
+
+
+@dataclass(frozen=True, slots=True)
+class NetlinkError(NetlinkMessage):
+    """``NLMSG_ERROR``: ``error`` is 0 for an ACK or a negative errno; then the
+    request's header, its payload unless the kernel capped it, and extended-ACK
+    attributes (``NLMSGERR_ATTR_*``) as (type, data) pairs."""
+
+    type: int = NlMsgType.ERROR
+    flags: int = uint(16)
+    seq: int = uint(32)
+    pid: int = uint(32)
+    error: int = 0
+    request_type: int = uint(16)
+    request_flags: int = uint(16)
+    request_seq: int = uint(32)
+    request_pid: int = uint(32)
+    request_length: int = uint(32)
+    request_payload: bytes = b""
+    extack: tuple[tuple[int, bytes], ...] = ()
+
+    @property
+    def errno(self) -> int:
+        return -self.error
+
+    @property
+    def message(self) -> str:
+        """The kernel's extended-ACK text, if it sent one, else the errno's description."""
+        for kind, data in self.extack:
+            if kind == 1:  # NLMSGERR_ATTR_MSG
+                return data.rstrip(b"\0").decode("utf-8", "replace")
+        return os.strerror(self.errno) if self.error else "OK"
+
+    def payload(self) -> bytes:
+        request = _header(
+            self.request_length, self.request_type, self.request_flags, self.request_seq, self.request_pid
+        )
+        tlvs = b"".join(
+            struct.pack("=HH", 4 + len(data), kind) + data + bytes(_align4(len(data)) - len(data))
+            for kind, data in self.extack
+        )
+        payload = self.request_payload + bytes(_align4(len(self.request_payload)) - len(self.request_payload))
+        return _I32.pack(self.error) + request + payload + tlvs
+
+
+@dataclass(frozen=True, slots=True)
+class NetlinkDone(NetlinkMessage):
+    """``NLMSG_DONE``: the end of a dump, with its status (0 or a negative errno)."""
+
+    type: int = NlMsgType.DONE
+    flags: int = uint(16)
+    seq: int = uint(32)
+    pid: int = uint(32)
+    error: int = 0
+
+    def payload(self) -> bytes:
+        return _I32.pack(self.error)
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage(NetlinkMessage):
+    """Any other message (``NLMSG_NOOP``, AE events, reports…), kept as bytes."""
+
+    type: int = uint(16, None)
+    flags: int = uint(16)
+    seq: int = uint(32)
+    pid: int = uint(32)
+    data: bytes = b""
+
+    def payload(self) -> bytes:
+        return self.data
+
+
+def _decode_xfrm(r: Reader, mtype: int, flags: int, seq: int, pid: int) -> XfrmMessage:
+    cls = FIXED.get(mtype)
+    fixed: CStruct | None = None
+    if cls is not None and r.remaining():
+        if r.remaining() < cls.SIZE:
+            raise r.error(f"{MsgType(mtype).label} needs a {cls.SIZE}-byte {cls.__name__}, has {r.remaining()} bytes")
+        fixed = cls.unpack(r.take(cls.SIZE, cls.__name__))
+        r.skip(min(_align4(cls.SIZE) - cls.SIZE, r.remaining()), "padding")
+    return XfrmMessage(MsgType.of(mtype), flags, seq, pid, fixed, read_attributes(r))
+
+
+def _decode_error(r: Reader, flags: int, seq: int, pid: int) -> NetlinkError:
+    (error,) = r.unpack(_I32, "nlmsgerr.error")
+    if error > 0:
+        raise r.error(f"nlmsgerr.error is {error}: an error is 0 or negative", at=r.pos - 4)
+    length, rtype, rflags, rseq, rpid = r.unpack(_HDR, "nlmsgerr.msg")
+    capped = bool(flags & 0x100) or (error == 0 and r.remaining() == 0)
+    payload = b""
+    if not capped and length > 16:
+        payload = r.take(min(length - 16, r.remaining()), "the request echoed in nlmsgerr")
+        r.skip(min(_align4(len(payload)) - len(payload), r.remaining()), "padding")
+    extack: list[tuple[int, bytes]] = []
+    while r.remaining() >= 4:
+        at = r.pos
+        tlv_len, kind = r.unpack(struct.Struct("=HH"), "extack attribute")
+        if tlv_len < 4 or at + tlv_len > r.end:
+            raise r.error(f"extack attribute length {tlv_len} is invalid", at=at)
+        extack.append((kind, r.take(tlv_len - 4, "extack data")))
+        r.skip(min(_align4(tlv_len) - tlv_len, r.remaining()), "padding")
+    return NetlinkError(
+        NlMsgType.ERROR, flags, seq, pid, error, rtype, rflags, rseq, rpid, length, payload, tuple(extack)
+    )
+
+
+def decode(data: bytes | bytearray | memoryview) -> list[NetlinkMessage]:
+    """Every message in one netlink datagram; ``DecodeError`` with offset and reason."""
+    data = bytes(data)
+    r = Reader(data)
+    out: list[NetlinkMessage] = []
+    while r.remaining():
+        at = r.pos
+        if r.remaining() < 16:
+            raise r.error(f"{r.remaining()} bytes are too few for a netlink header", errno=_errno.EMSGSIZE)
+        length, mtype, flags, seq, pid = r.unpack(_HDR, "nlmsghdr")
+        if length < 16 or at + length > r.end:
+            raise r.error(f"nlmsg_len {length} is below 16 or runs past the datagram", at=at, errno=_errno.EMSGSIZE)
+        body = r.sub(length - 16, "netlink payload")
+        try:
+            if mtype == NlMsgType.ERROR:
+                out.append(_decode_error(body, flags, seq, pid))
+            elif mtype == NlMsgType.DONE:
+                status = body.unpack(_I32, "NLMSG_DONE status")[0] if body.remaining() >= 4 else 0
+                out.append(NetlinkDone(NlMsgType.DONE, flags, seq, pid, status))
+            elif mtype in FIXED or mtype in ATTRIBUTES_ONLY:
+                out.append(_decode_xfrm(body, mtype, flags, seq, pid))
+            else:
+                out.append(RawMessage(mtype, flags, seq, pid, body.rest()))
+        except DecodeError:
+            raise
+        except (ValueError, TypeError) as exc:  # a value's own rule
+            raise DecodeError(at, f"message type {mtype}: {exc}") from exc
+        r.skip(min(_align4(length) - length, r.remaining()), "message padding")
+    return out
+
+
+def decode_one(data: bytes | bytearray | memoryview) -> NetlinkMessage:
+    messages = decode(data)
+    if len(messages) != 1:
+        raise DecodeError(0, f"expected one netlink message, found {len(messages)}")
+    return messages[0]
