@@ -73,7 +73,8 @@ def _spec_of(f: dataclasses.Field[Any], hint: Any) -> FieldSpec:
         return FieldSpec(f.name, "bytes")
     origin = typing.get_origin(hint)
     if origin is tuple:
-        return FieldSpec(f.name, "tuple", cls=typing.get_args(hint)[0])
+        item = typing.get_args(hint)[0]
+        return FieldSpec(f.name, "tuple", cls=typing.get_origin(item) or item)  # tuple[int, bytes] items: tuples
     if isinstance(hint, type) and issubclass(hint, Value):
         return FieldSpec(f.name, "value", cls=hint)
     return FieldSpec(f.name, "other", cls=hint)

@@ -1,0 +1,514 @@
+"""The model in XFRM netlink, as Linux ``xfrm_user`` reads and writes it (sans-IO)."""
+
+from __future__ import annotations
+
+import errno as _errno
+import itertools
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address, ip_network
+from typing import TypeVar
+
+from pfmigrate.engine import Exchange, KeyEngineError, Unsupported
+from pfmigrate.model import (
+    AcquireEvent,
+    Action,
+    Algorithm,
+    Counters,
+    Dir,
+    Encap,
+    Event,
+    ExpireEvent,
+    KMAddress,
+    Lifetime,
+    MigrateBundle,
+    MigrateEvent,
+    MigrateRequest,
+    Mode,
+    Policy,
+    SAFlag,
+    SecurityAssociation,
+    Selector,
+    Template,
+)
+from pfmigrate.xfrm import (
+    DUMP,
+    AlgAead,
+    AlgAuth,
+    AlgAuthTrunc,
+    AlgComp,
+    AlgCrypt,
+    Attribute,
+    DecodeError,
+    KmAddress,
+    LifetimeCfg,
+    LifetimeCur,
+    Migrate,
+    MsgType,
+    NetlinkDone,
+    NetlinkError,
+    NetlinkMessage,
+    NlFlags,
+    PolicyAction,
+    PolicyDir,
+    Templates,
+    UserExpire,
+    UserKmaddress,
+    UserMigrate,
+    UserpolicyId,
+    UserpolicyInfo,
+    UsersaFlush,
+    UsersaId,
+    UsersaInfo,
+    UserspiInfo,
+    UserTmpl,
+    XfrmId,
+    XfrmMessage,
+    decode,
+)
+from pfmigrate.xfrm import Encap as EncapAttr
+from pfmigrate.xfrm import Mode as XfrmMode
+from pfmigrate.xfrm import Selector as XfrmSelector
+from pfmigrate.xfrm.constants import AF_INET, AF_INET6, XFRM_INF
+from pfmigrate.xfrm.structs import EncapTmpl, UserAcquire, addr_from_wire, addr_to_wire
+
+T = TypeVar("T")
+IPAddress = IPv4Address | IPv6Address
+
+MODE = {Mode.TRANSPORT: XfrmMode.TRANSPORT, Mode.TUNNEL: XfrmMode.TUNNEL, Mode.BEET: XfrmMode.BEET}
+MODE_BACK = {v: k for k, v in MODE.items()}
+DIRECTION = {Dir.IN: PolicyDir.IN, Dir.OUT: PolicyDir.OUT, Dir.FWD: PolicyDir.FWD}
+DIRECTION_BACK = {v: k for k, v in DIRECTION.items()}
+FLAGS = {SAFlag.NOECN: 1, SAFlag.DECAP_DSCP: 2, SAFlag.NOPMTUDISC: 4}
+ACK = NlFlags.REQUEST | NlFlags.ACK
+
+
+def _family(address: IPAddress) -> int:
+    return AF_INET if address.version == 4 else AF_INET6
+
+
+def _zero(family: int) -> IPAddress:
+    return IPv4Address(0) if family == AF_INET else IPv6Address(0)
+
+
+# --- model -> XFRM ----------------------------------------------------------------------------------
+
+
+def selector_to(selector: Selector) -> XfrmSelector:
+    return XfrmSelector(
+        selector.dst.network_address,
+        selector.src.network_address,
+        selector.dport,
+        0xFFFF if selector.dport else 0,
+        selector.sport,
+        0xFFFF if selector.sport else 0,
+        AF_INET if selector.version == 4 else AF_INET6,
+        selector.dst.prefixlen,
+        selector.src.prefixlen,
+        selector.proto,
+    )
+
+
+def _limit(value: int) -> int:
+    return value if value else XFRM_INF
+
+
+def lifetime_to(lifetime: Lifetime) -> LifetimeCfg:
+    return LifetimeCfg(
+        _limit(lifetime.soft_bytes),
+        _limit(lifetime.hard_bytes),
+        _limit(lifetime.soft_packets),
+        _limit(lifetime.hard_packets),
+        lifetime.soft_add,
+        lifetime.hard_add,
+        lifetime.soft_use,
+        lifetime.hard_use,
+    )
+
+
+def sa_to(msg_type: MsgType, sa: SecurityAssociation, seq: int) -> XfrmMessage:
+    family = _family(sa.dst)
+    if sa.replay_window > 0xFF:
+        raise Unsupported(
+            "add SA", f"a replay window over 255 needs ESN, which this backend does not set up ({sa.replay_window})"
+        )
+    sel = (
+        selector_to(sa.selector)
+        if sa.selector is not None
+        else XfrmSelector(_zero(family), _zero(family), family=family)
+    )
+    flags = sum(bit for flag, bit in FLAGS.items() if flag in sa.flags)
+    info = UsersaInfo(
+        sel,
+        XfrmId(sa.dst, sa.spi, sa.proto),
+        sa.src,
+        lifetime_to(sa.lifetime),
+        LifetimeCur(),
+        reqid=sa.reqid,
+        family=family,
+        mode=MODE[sa.mode],
+        replay_window=sa.replay_window,
+        flags=flags,
+    )
+    attrs: list[Attribute] = []
+    if sa.auth is not None:
+        attrs.append(AlgAuthTrunc(sa.auth.name, sa.auth.key_bits, sa.auth.icv_bits, sa.auth.key))
+    if sa.enc is not None:
+        attrs.append(AlgCrypt(sa.enc.name, sa.enc.key_bits, sa.enc.key))
+    if sa.aead is not None:
+        attrs.append(AlgAead(sa.aead.name, sa.aead.key_bits, sa.aead.icv_bits, sa.aead.key))
+    if sa.comp is not None:
+        attrs.append(AlgComp(sa.comp.name, sa.comp.key_bits, sa.comp.key))
+    if sa.encap is not None:
+        oa = addr_to_wire(sa.encap.oa) if sa.encap.oa is not None else bytes(16)
+        attrs.append(EncapAttr(EncapTmpl(sa.encap.type, sa.encap.sport, sa.encap.dport, oa)))
+    return XfrmMessage(msg_type, ACK, seq, 0, info, tuple(attrs))
+
+
+def template_to(t: Template, selector: Selector) -> UserTmpl:
+    if t.src is not None and t.dst is not None:
+        family, src, dst = _family(t.dst), t.src, t.dst
+    else:
+        family = AF_INET if selector.version == 4 else AF_INET6
+        src = dst = _zero(family)
+    return UserTmpl(XfrmId(dst, 0, t.proto), family, src, t.reqid, MODE[t.mode], optional=int(t.optional))
+
+
+def policy_to(msg_type: MsgType, policy: Policy, seq: int) -> XfrmMessage:
+    action = PolicyAction.BLOCK if policy.action == Action.DISCARD else PolicyAction.ALLOW
+    info = UserpolicyInfo(
+        selector_to(policy.selector),
+        LifetimeCfg(),
+        LifetimeCur(),
+        policy.priority,
+        policy.index,
+        DIRECTION[policy.dir],
+        action,
+    )
+    attrs = (Templates(tuple(template_to(t, policy.selector) for t in policy.templates)),) if policy.templates else ()
+    return XfrmMessage(msg_type, ACK, seq, 0, info, attrs)
+
+
+def migrate_to(request: MigrateRequest, seq: int) -> XfrmMessage:
+    entries = tuple(
+        UserMigrate(
+            b.old_dst,
+            b.old_src,
+            b.new_dst,
+            b.new_src,
+            b.proto,
+            MODE[b.mode],
+            b.reqid,
+            _family(b.old_dst),
+            _family(b.new_dst),
+        )
+        for b in request.bundles
+    )
+    attrs: list[Attribute] = [Migrate(entries)]
+    if request.kmaddress is not None:
+        k = request.kmaddress
+        attrs.append(KmAddress(UserKmaddress(k.local, k.remote, 0, _family(k.local))))
+    policy_id = UserpolicyId(selector_to(request.selector), 0, DIRECTION[request.dir])
+    return XfrmMessage(MsgType.MIGRATE, ACK, seq, 0, policy_id, tuple(attrs))
+
+
+# --- XFRM -> model ------------------------------------------------------------------------------------
+
+
+def selector_from(sel: XfrmSelector) -> Selector:
+    return Selector(
+        ip_network(f"{sel.saddr}/{sel.prefixlen_s}", strict=False),
+        ip_network(f"{sel.daddr}/{sel.prefixlen_d}", strict=False),
+        sel.proto,
+        sel.sport,
+        sel.dport,
+    )
+
+
+def _unlimit(value: int) -> int:
+    return 0 if value == XFRM_INF else value
+
+
+def sa_from(info: UsersaInfo, attrs: tuple[Attribute, ...]) -> SecurityAssociation:
+    auth = enc = aead = comp = None
+    for attr in attrs:
+        if isinstance(attr, AlgAuthTrunc):
+            auth = Algorithm(attr.name, attr.key, attr.length, attr.key_len)
+        elif isinstance(attr, AlgAuth) and auth is None:
+            auth = Algorithm(attr.name, attr.key, 0, attr.key_len)
+        elif isinstance(attr, AlgCrypt):
+            enc = Algorithm(attr.name, attr.key, 0, attr.key_len)
+        elif isinstance(attr, AlgAead):
+            aead = Algorithm(attr.name, attr.key, attr.length, attr.key_len)
+        elif isinstance(attr, AlgComp):
+            comp = Algorithm(attr.name, attr.key, 0, attr.key_len)
+    encap = None
+    for attr in attrs:
+        if isinstance(attr, EncapAttr):
+            e = attr.encap
+            oa = None if e.oa == bytes(16) else addr_from_wire(e.oa, info.family)
+            encap = Encap(e.encap_type, e.sport, e.dport, oa)
+    sel = info.sel
+    empty = sel.prefixlen_d == sel.prefixlen_s == sel.proto == sel.sport == sel.dport == 0
+    lft, cur = info.lft, info.curlft
+    return SecurityAssociation(
+        info.saddr,
+        info.id.daddr,
+        info.id.spi,
+        info.id.proto,
+        MODE_BACK.get(info.mode, Mode.TRANSPORT),
+        info.reqid,
+        auth,
+        enc,
+        aead,
+        comp,
+        info.replay_window,
+        SAFlag(sum(flag.value for flag, bit in FLAGS.items() if info.flags & bit)),
+        Lifetime(
+            _unlimit(lft.soft_byte_limit),
+            _unlimit(lft.hard_byte_limit),
+            _unlimit(lft.soft_packet_limit),
+            _unlimit(lft.hard_packet_limit),
+            lft.soft_add_expires_seconds,
+            lft.hard_add_expires_seconds,
+            lft.soft_use_expires_seconds,
+            lft.hard_use_expires_seconds,
+        ),
+        None if empty or sel.family not in (AF_INET, AF_INET6) else selector_from(sel),
+        encap,
+        Counters(cur.nbytes, cur.packets, cur.add_time, cur.use_time),
+    )
+
+
+def template_from(t: UserTmpl) -> Template:
+    mode = MODE_BACK.get(t.mode, Mode.TRANSPORT)
+    tunnel = mode != Mode.TRANSPORT
+    return Template(
+        t.id.proto, mode, t.saddr if tunnel else None, t.id.daddr if tunnel else None, t.reqid, bool(t.optional)
+    )
+
+
+def policy_from(info: UserpolicyInfo, attrs: tuple[Attribute, ...]) -> Policy:
+    templates = tuple(template_from(t) for attr in attrs if isinstance(attr, Templates) for t in attr.templates)
+    action = Action.IPSEC if templates else Action.NONE
+    if info.action == PolicyAction.BLOCK:
+        action = Action.DISCARD
+    return Policy(selector_from(info.sel), DIRECTION_BACK[info.dir], templates, action, info.priority, info.index)
+
+
+def migrate_from(msg: XfrmMessage) -> MigrateRequest:
+    if not isinstance(msg.fixed, UserpolicyId):
+        raise DecodeError(16, "a MIGRATE message without its xfrm_userpolicy_id")
+    entries = [entry for attr in msg.all(Migrate) for entry in attr.entries]
+    bundles = tuple(
+        MigrateBundle(
+            m.old_saddr, m.old_daddr, m.new_saddr, m.new_daddr, m.proto, MODE_BACK.get(m.mode, Mode.TUNNEL), m.reqid
+        )
+        for m in entries
+    )
+    kma = msg.get(KmAddress)
+    kmaddress = KMAddress(kma.kmaddress.local, kma.kmaddress.remote) if kma else None
+    return MigrateRequest(selector_from(msg.fixed.sel), DIRECTION_BACK[msg.fixed.dir], bundles, kmaddress)
+
+
+# --- exchanges ---------------------------------------------------------------------------------------
+
+
+def _failure(op: str, error: NetlinkError) -> KeyEngineError:
+    detail = error.message if any(kind == 1 for kind, _ in error.extack) else "answered by Linux xfrm_user"
+    return KeyEngineError(error.errno, op, detail)
+
+
+class _Netlink(Exchange[T]):
+    """A request and the messages with its sequence number."""
+
+    def __init__(self, operation: str, request: XfrmMessage, convert: Callable[[XfrmMessage | None], T]) -> None:
+        super().__init__(operation, request.encode())
+        self.seq = request.seq
+        self.convert = convert
+        self.reply: XfrmMessage | None = None
+        self.error: NetlinkError | None = None
+        self.done = False
+
+    def feed(self, raw: bytes) -> bool:
+        try:
+            messages = decode(raw)
+        except DecodeError:
+            return False
+        for msg in messages:
+            if msg.seq == self.seq:
+                self.take(msg)
+        return self.done
+
+    def take(self, msg: NetlinkMessage) -> None:
+        if isinstance(msg, NetlinkError):
+            self.error = msg if msg.error else None
+            self.done = True
+        elif isinstance(msg, XfrmMessage):
+            self.reply = msg
+            self.done = True
+
+    def result(self) -> T:
+        if self.error is not None:
+            raise _failure(self.operation, self.error)
+        return self.convert(self.reply)
+
+
+class _Dump(_Netlink[list[T]]):
+    def __init__(self, operation: str, request: XfrmMessage, each: Callable[[XfrmMessage], T]) -> None:
+        super().__init__(operation, request, lambda m: [])
+        self.each = each
+        self.parts: list[XfrmMessage] = []
+
+    def take(self, msg: NetlinkMessage) -> None:
+        if isinstance(msg, NetlinkError):
+            self.error = msg if msg.error else None
+            self.done = True
+        elif isinstance(msg, NetlinkDone):
+            self.done = True
+        elif isinstance(msg, XfrmMessage):
+            self.parts.append(msg)
+
+    def result(self) -> list[T]:
+        if self.error is not None:
+            raise _failure(self.operation, self.error)
+        return [self.each(part) for part in self.parts]
+
+
+class _Then(Exchange[T]):
+    """Two requests in a row: the second is sent once the first succeeded (XFRM does
+    not echo a new policy, so adding one is followed by reading it back)."""
+
+    def __init__(self, first: Exchange[None], second: Exchange[T]) -> None:
+        super().__init__(first.operation, first.request)
+        self.first, self.second = first, second
+        self.current: Exchange[None] | Exchange[T] = first
+
+    def feed(self, raw: bytes) -> bool:
+        return self.current.feed(raw)
+
+    def follow_up(self) -> bytes | None:
+        if self.current is self.first:
+            self.first.result()  # raises if the first failed
+            self.current = self.second
+            return self.second.request
+        return None
+
+    def result(self) -> T:
+        return self.second.result()
+
+
+def _info(msg: XfrmMessage | None, kind: type[T]) -> T:
+    if msg is None or not isinstance(msg.fixed, kind):
+        raise KeyEngineError(_errno.EPROTO, "read reply", f"expected {kind.__name__} from the kernel")
+    return msg.fixed
+
+
+class XfrmOperations:
+    """``Operations`` for Linux ``xfrm_user``."""
+
+    name = "linux-xfrm"
+
+    def __init__(self) -> None:
+        self._seq = itertools.count(1)
+
+    def _next(self) -> int:
+        return next(self._seq)
+
+    def _ack(self, op: str, msg: XfrmMessage) -> _Netlink[None]:
+        return _Netlink(op, msg, lambda m: None)
+
+    def add_sa(self, sa: SecurityAssociation) -> Exchange[None]:
+        return self._ack("add SA", sa_to(MsgType.NEWSA, sa, self._next()))
+
+    def update_sa(self, sa: SecurityAssociation) -> Exchange[None]:
+        return self._ack("update SA", sa_to(MsgType.UPDSA, sa, self._next()))
+
+    def _sa_id(self, msg_type: MsgType, flags: int, dst: IPAddress, spi: int, proto: int) -> XfrmMessage:
+        return XfrmMessage(msg_type, flags, self._next(), 0, UsersaId(dst, spi, _family(dst), proto))
+
+    def get_sa(self, dst: IPAddress, spi: int, proto: int) -> Exchange[SecurityAssociation]:
+        msg = self._sa_id(MsgType.GETSA, NlFlags.REQUEST, dst, spi, proto)
+        return _Netlink("get SA", msg, lambda m: sa_from(_info(m, UsersaInfo), m.attrs if m else ()))
+
+    def delete_sa(self, dst: IPAddress, spi: int, proto: int) -> Exchange[None]:
+        return self._ack("delete SA", self._sa_id(MsgType.DELSA, ACK, dst, spi, proto))
+
+    def allocate_spi(
+        self, src: IPAddress, dst: IPAddress, proto: int, reqid: int, spi_range: tuple[int, int]
+    ) -> Exchange[int]:
+        family = _family(dst)
+        info = UsersaInfo(
+            XfrmSelector(_zero(family), _zero(family), family=family),
+            XfrmId(dst, 0, proto),
+            src,
+            reqid=reqid,
+            family=family,
+        )
+        msg = XfrmMessage(MsgType.ALLOCSPI, NlFlags.REQUEST, self._next(), 0, UserspiInfo(info, *spi_range))
+        return _Netlink("allocate SPI", msg, lambda m: _info(m, UsersaInfo).id.spi)
+
+    def _policy_then_get(self, op: str, msg_type: MsgType, policy: Policy) -> Exchange[Policy]:
+        return _Then(
+            self._ack(op, policy_to(msg_type, policy, self._next())), self.get_policy(policy.selector, policy.dir)
+        )
+
+    def add_policy(self, policy: Policy) -> Exchange[Policy]:
+        return self._policy_then_get("add policy", MsgType.NEWPOLICY, policy)
+
+    def update_policy(self, policy: Policy) -> Exchange[Policy]:
+        return self._policy_then_get("update policy", MsgType.UPDPOLICY, policy)
+
+    def get_policy(self, selector: Selector, dir: Dir) -> Exchange[Policy]:
+        policy_id = UserpolicyId(selector_to(selector), 0, DIRECTION[dir])
+        msg = XfrmMessage(MsgType.GETPOLICY, NlFlags.REQUEST, self._next(), 0, policy_id)
+        return _Netlink("get policy", msg, lambda m: policy_from(_info(m, UserpolicyInfo), m.attrs if m else ()))
+
+    def delete_policy(self, selector: Selector, dir: Dir) -> Exchange[None]:
+        policy_id = UserpolicyId(selector_to(selector), 0, DIRECTION[dir])
+        return self._ack("delete policy", XfrmMessage(MsgType.DELPOLICY, ACK, self._next(), 0, policy_id))
+
+    def flush_sas(self) -> Exchange[None]:
+        return self._ack("flush SAs", XfrmMessage(MsgType.FLUSHSA, ACK, self._next(), 0, UsersaFlush(255)))
+
+    def flush_policies(self) -> Exchange[None]:
+        return self._ack("flush policies", XfrmMessage(MsgType.FLUSHPOLICY, ACK, self._next(), 0))
+
+    def dump_sas(self) -> Exchange[list[SecurityAssociation]]:
+        msg = XfrmMessage(MsgType.GETSA, NlFlags.REQUEST | DUMP, self._next(), 0)
+        return _Dump("dump SAs", msg, lambda m: sa_from(_info(m, UsersaInfo), m.attrs))
+
+    def dump_policies(self) -> Exchange[list[Policy]]:
+        msg = XfrmMessage(MsgType.GETPOLICY, NlFlags.REQUEST | DUMP, self._next(), 0)
+        return _Dump("dump policies", msg, lambda m: policy_from(_info(m, UserpolicyInfo), m.attrs))
+
+    def migrate(self, request: MigrateRequest) -> Exchange[None]:
+        return self._ack("migrate", migrate_to(request, self._next()))
+
+    def events(self, raw: bytes) -> list[Event]:
+        out: list[Event] = []
+        for msg in decode(raw):
+            if not isinstance(msg, XfrmMessage):
+                continue
+            if msg.type == MsgType.MIGRATE:
+                out.append(MigrateEvent(migrate_from(msg)))
+            elif msg.type == MsgType.EXPIRE and isinstance(msg.fixed, UserExpire):
+                out.append(ExpireEvent(sa_from(msg.fixed.state, msg.attrs), bool(msg.fixed.hard)))
+            elif msg.type == MsgType.ACQUIRE and isinstance(msg.fixed, UserAcquire):
+                ua = msg.fixed
+                tmpl = next(
+                    (t for attr in msg.all(Templates) for t in attr.templates if t.id.proto == ua.id.proto), None
+                )
+                mode = MODE_BACK.get(tmpl.mode, Mode.TRANSPORT) if tmpl else Mode.TRANSPORT
+                out.append(
+                    AcquireEvent(
+                        selector_from(ua.sel),
+                        ua.saddr,
+                        ua.id.daddr,
+                        ua.id.proto,
+                        mode,
+                        tmpl.reqid if tmpl else 0,
+                        ua.policy.index,
+                        ua.seq,
+                    )
+                )
+        return out

@@ -1,0 +1,326 @@
+"""One key-engine interface over every backend.
+
+A backend is two pieces. Its *operations* object is sans-IO: each call (``add_sa``,
+``migrate``…) returns an ``Exchange``, the request's bytes plus a small state machine
+that is fed what comes back and knows when it has its answer; it also turns event
+datagrams into model events. A *transport* moves bytes. ``KeyEngine`` (blocking) and
+``AsyncKeyEngine`` (asyncio) join the two, so both modes share every line of protocol
+logic, and the in-process engine plugs in the same way as Linux.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import errno as _errno
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from typing import Generic, Protocol, TypeVar
+
+from pfmigrate.model import Dir, Event, EventsLost, MigrateRequest, Policy, SecurityAssociation, Selector
+
+T = TypeVar("T")
+#: The SPIs ``allocate_spi`` picks from unless told otherwise (below 256 is reserved).
+SPI_RANGE = (0x100, 0x0FFFFFFF)
+IPAddress = IPv4Address | IPv6Address
+
+
+class KeyEngineError(OSError):
+    """The key engine refused an operation; ``errno`` is its answer."""
+
+    def __init__(self, errno: int, operation: str, detail: str = "") -> None:
+        text = f"{operation}: {os.strerror(errno)}" + (f" ({detail})" if detail else "")
+        super().__init__(errno, text)
+        self.operation = operation
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class Unsupported(KeyEngineError):
+    """The backend cannot express the request (PF_KEY has no word for it, or the kernel
+    was built without it)."""
+
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(_errno.EOPNOTSUPP, operation, detail)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do here, found by probing; ``notes`` say why not."""
+
+    name: str
+    available: bool
+    migrate: bool = False
+    notes: tuple[str, ...] = ()
+
+
+class Exchange(abc.ABC, Generic[T]):
+    """One request and the answers that complete it."""
+
+    def __init__(self, operation: str, request: bytes) -> None:
+        self.operation = operation
+        self.request = request
+
+    @abc.abstractmethod
+    def feed(self, raw: bytes) -> bool:
+        """Take one received datagram; ``True`` once the answer is complete. Datagrams
+        that are not part of this exchange are ignored."""
+
+    @abc.abstractmethod
+    def result(self) -> T:
+        """The answer, or ``KeyEngineError`` with the engine's errno."""
+
+    def follow_up(self) -> bytes | None:
+        """Once ``feed`` said done: a further request to send, if the exchange has one."""
+        return None
+
+
+class Operations(Protocol):
+    """A backend's sans-IO side."""
+
+    name: str
+
+    def add_sa(self, sa: SecurityAssociation) -> Exchange[None]: ...
+    def update_sa(self, sa: SecurityAssociation) -> Exchange[None]: ...
+    def get_sa(self, dst: IPAddress, spi: int, proto: int) -> Exchange[SecurityAssociation]: ...
+    def delete_sa(self, dst: IPAddress, spi: int, proto: int) -> Exchange[None]: ...
+    def allocate_spi(
+        self, src: IPAddress, dst: IPAddress, proto: int, reqid: int, spi_range: tuple[int, int]
+    ) -> Exchange[int]: ...
+    def add_policy(self, policy: Policy) -> Exchange[Policy]: ...
+    def update_policy(self, policy: Policy) -> Exchange[Policy]: ...
+    def get_policy(self, selector: Selector, dir: Dir) -> Exchange[Policy]: ...
+    def delete_policy(self, selector: Selector, dir: Dir) -> Exchange[None]: ...
+    def flush_sas(self) -> Exchange[None]: ...
+    def flush_policies(self) -> Exchange[None]: ...
+    def dump_sas(self) -> Exchange[list[SecurityAssociation]]: ...
+    def dump_policies(self) -> Exchange[list[Policy]]: ...
+    def migrate(self, request: MigrateRequest) -> Exchange[None]: ...
+    def events(self, raw: bytes) -> list[Event]: ...
+
+
+class Transport(Protocol):
+    def send(self, data: bytes) -> None: ...
+    def recv(self, timeout: float) -> bytes | None: ...
+    def drain(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class EventTransport(Protocol):
+    def recv(self, timeout: float | None) -> bytes | None:
+        """The next datagram; ``EventsLostError`` if the kernel dropped some."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class AsyncTransport(Protocol):
+    async def send(self, data: bytes) -> None: ...
+    async def recv(self) -> bytes: ...
+    def drain(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class EventsLostError(Exception):
+    """Raised by an event transport when the kernel says it dropped messages (ENOBUFS)."""
+
+
+class KeyEngine:
+    """The blocking interface: every call returns when the engine has answered."""
+
+    def __init__(
+        self,
+        ops: Operations,
+        transport: Transport,
+        *,
+        open_events: Callable[[], EventTransport] | None = None,
+        capabilities: Capabilities | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self.ops = ops
+        self.transport = transport
+        self.capabilities = capabilities or Capabilities(ops.name, True)
+        self.timeout = timeout
+        self._open_events = open_events
+        self._events: EventTransport | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ops.name
+
+    def run(self, exchange: Exchange[T]) -> T:
+        """Send one request and wait for its answer."""
+        self.transport.drain()  # broadcasts that arrived meanwhile would crowd out the reply
+        self.transport.send(exchange.request)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            raw = self.transport.recv(max(deadline - time.monotonic(), 0.0))
+            if raw is None:
+                raise KeyEngineError(_errno.ETIMEDOUT, exchange.operation, f"no answer from {self.name}")
+            if exchange.feed(raw):
+                follow_up = exchange.follow_up()
+                if follow_up is None:
+                    return exchange.result()
+                self.transport.send(follow_up)
+
+    def add_sa(self, sa: SecurityAssociation) -> None:
+        self.run(self.ops.add_sa(sa))
+
+    def update_sa(self, sa: SecurityAssociation) -> None:
+        self.run(self.ops.update_sa(sa))
+
+    def get_sa(self, dst: IPAddress, spi: int, proto: int) -> SecurityAssociation:
+        return self.run(self.ops.get_sa(dst, spi, proto))
+
+    def delete_sa(self, dst: IPAddress, spi: int, proto: int) -> None:
+        self.run(self.ops.delete_sa(dst, spi, proto))
+
+    def allocate_spi(
+        self,
+        src: IPAddress,
+        dst: IPAddress,
+        proto: int,
+        *,
+        reqid: int = 0,
+        spi_range: tuple[int, int] = (0x100, 0x0FFFFFFF),
+    ) -> int:
+        return self.run(self.ops.allocate_spi(src, dst, proto, reqid, spi_range))
+
+    def add_policy(self, policy: Policy) -> Policy:
+        return self.run(self.ops.add_policy(policy))
+
+    def update_policy(self, policy: Policy) -> Policy:
+        return self.run(self.ops.update_policy(policy))
+
+    def get_policy(self, selector: Selector, dir: Dir) -> Policy:
+        return self.run(self.ops.get_policy(selector, dir))
+
+    def delete_policy(self, selector: Selector, dir: Dir) -> None:
+        self.run(self.ops.delete_policy(selector, dir))
+
+    def flush(self) -> None:
+        self.run(self.ops.flush_sas())
+        self.run(self.ops.flush_policies())
+
+    def dump_sas(self) -> list[SecurityAssociation]:
+        return self.run(self.ops.dump_sas())
+
+    def dump_policies(self) -> list[Policy]:
+        return self.run(self.ops.dump_policies())
+
+    def migrate(self, request: MigrateRequest) -> None:
+        self.run(self.ops.migrate(request))
+
+    def subscribe(self) -> None:
+        """Start listening for events now (``next_events`` does it on first use)."""
+        if self._events is None:
+            if self._open_events is None:
+                raise Unsupported("events", f"{self.name} has no event channel")
+            self._events = self._open_events()
+
+    def next_events(self, timeout: float | None = None) -> list[Event]:
+        """The events of the next datagram, or ``[]`` after ``timeout`` seconds."""
+        self.subscribe()
+        assert self._events is not None
+        try:
+            raw = self._events.recv(timeout)
+        except EventsLostError as exc:
+            return [EventsLost(str(exc))]
+        return [] if raw is None else self.ops.events(raw)
+
+    def close(self) -> None:
+        self.transport.close()
+        if self._events is not None:
+            self._events.close()
+
+    def __enter__(self) -> KeyEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncKeyEngine:
+    """The asyncio interface: the same operations, awaited."""
+
+    def __init__(self, ops: Operations, transport: AsyncTransport, *, timeout: float = 5.0) -> None:
+        self.ops = ops
+        self.transport = transport
+        self.timeout = timeout
+        self._lock = asyncio.Lock()  # one exchange at a time on the socket
+
+    @property
+    def name(self) -> str:
+        return self.ops.name
+
+    async def run(self, exchange: Exchange[T]) -> T:
+        async with self._lock:
+            self.transport.drain()
+            await self.transport.send(exchange.request)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    while True:
+                        if exchange.feed(await self.transport.recv()):
+                            follow_up = exchange.follow_up()
+                            if follow_up is None:
+                                break
+                            await self.transport.send(follow_up)
+            except TimeoutError:
+                raise KeyEngineError(_errno.ETIMEDOUT, exchange.operation, f"no answer from {self.name}") from None
+            return exchange.result()
+
+    async def add_sa(self, sa: SecurityAssociation) -> None:
+        await self.run(self.ops.add_sa(sa))
+
+    async def update_sa(self, sa: SecurityAssociation) -> None:
+        await self.run(self.ops.update_sa(sa))
+
+    async def get_sa(self, dst: IPAddress, spi: int, proto: int) -> SecurityAssociation:
+        return await self.run(self.ops.get_sa(dst, spi, proto))
+
+    async def delete_sa(self, dst: IPAddress, spi: int, proto: int) -> None:
+        await self.run(self.ops.delete_sa(dst, spi, proto))
+
+    async def allocate_spi(
+        self,
+        src: IPAddress,
+        dst: IPAddress,
+        proto: int,
+        *,
+        reqid: int = 0,
+        spi_range: tuple[int, int] = (0x100, 0x0FFFFFFF),
+    ) -> int:
+        return await self.run(self.ops.allocate_spi(src, dst, proto, reqid, spi_range))
+
+    async def add_policy(self, policy: Policy) -> Policy:
+        return await self.run(self.ops.add_policy(policy))
+
+    async def update_policy(self, policy: Policy) -> Policy:
+        return await self.run(self.ops.update_policy(policy))
+
+    async def get_policy(self, selector: Selector, dir: Dir) -> Policy:
+        return await self.run(self.ops.get_policy(selector, dir))
+
+    async def delete_policy(self, selector: Selector, dir: Dir) -> None:
+        await self.run(self.ops.delete_policy(selector, dir))
+
+    async def flush(self) -> None:
+        await self.run(self.ops.flush_sas())
+        await self.run(self.ops.flush_policies())
+
+    async def dump_sas(self) -> list[SecurityAssociation]:
+        return await self.run(self.ops.dump_sas())
+
+    async def dump_policies(self) -> list[Policy]:
+        return await self.run(self.ops.dump_policies())
+
+    async def migrate(self, request: MigrateRequest) -> None:
+        await self.run(self.ops.migrate(request))
+
+    def close(self) -> None:
+        self.transport.close()
