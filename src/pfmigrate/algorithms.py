@@ -2,7 +2,8 @@
 
 From Linux ``net/xfrm/xfrm_algo.c``: the PF_KEY number of each algorithm, and the ICV
 truncation Linux applies to an authentication algorithm added through PF_KEY, which
-cannot say it.
+cannot say it. Note HMAC-SHA-256: Linux truncates it to 96 bits, not RFC 4868's 128
+(seen in the kernel tier); only XFRM's ``ALG_AUTH_TRUNC`` can ask for 128.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ AUTH: dict[int, tuple[str, int]] = {
     AuthAlg.X_NULL: ("digest_null", 0),
     AuthAlg.MD5HMAC: ("hmac(md5)", 96),
     AuthAlg.SHA1HMAC: ("hmac(sha1)", 96),
-    AuthAlg.X_SHA2_256HMAC: ("hmac(sha256)", 128),
+    AuthAlg.X_SHA2_256HMAC: ("hmac(sha256)", 96),
     AuthAlg.X_SHA2_384HMAC: ("hmac(sha384)", 192),
     AuthAlg.X_SHA2_512HMAC: ("hmac(sha512)", 256),
     AuthAlg.X_RIPEMD160HMAC: ("hmac(rmd160)", 96),

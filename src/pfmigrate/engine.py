@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Generic, Protocol, TypeVar
 
 from pfmigrate.model import Dir, Event, EventsLost, MigrateRequest, Policy, SecurityAssociation, Selector
@@ -26,6 +26,7 @@ T = TypeVar("T")
 #: The SPIs ``allocate_spi`` picks from unless told otherwise (below 256 is reserved).
 SPI_RANGE = (0x100, 0x0FFFFFFF)
 IPAddress = IPv4Address | IPv6Address
+AddressLike = IPAddress | str
 
 
 class KeyEngineError(OSError):
@@ -174,22 +175,22 @@ class KeyEngine:
     def update_sa(self, sa: SecurityAssociation) -> None:
         self.run(self.ops.update_sa(sa))
 
-    def get_sa(self, dst: IPAddress, spi: int, proto: int) -> SecurityAssociation:
-        return self.run(self.ops.get_sa(dst, spi, proto))
+    def get_sa(self, dst: AddressLike, spi: int, proto: int) -> SecurityAssociation:
+        return self.run(self.ops.get_sa(ip_address(dst), spi, proto))
 
-    def delete_sa(self, dst: IPAddress, spi: int, proto: int) -> None:
-        self.run(self.ops.delete_sa(dst, spi, proto))
+    def delete_sa(self, dst: AddressLike, spi: int, proto: int) -> None:
+        self.run(self.ops.delete_sa(ip_address(dst), spi, proto))
 
     def allocate_spi(
         self,
-        src: IPAddress,
-        dst: IPAddress,
+        src: AddressLike,
+        dst: AddressLike,
         proto: int,
         *,
         reqid: int = 0,
         spi_range: tuple[int, int] = (0x100, 0x0FFFFFFF),
     ) -> int:
-        return self.run(self.ops.allocate_spi(src, dst, proto, reqid, spi_range))
+        return self.run(self.ops.allocate_spi(ip_address(src), ip_address(dst), proto, reqid, spi_range))
 
     def add_policy(self, policy: Policy) -> Policy:
         return self.run(self.ops.add_policy(policy))
@@ -280,22 +281,22 @@ class AsyncKeyEngine:
     async def update_sa(self, sa: SecurityAssociation) -> None:
         await self.run(self.ops.update_sa(sa))
 
-    async def get_sa(self, dst: IPAddress, spi: int, proto: int) -> SecurityAssociation:
-        return await self.run(self.ops.get_sa(dst, spi, proto))
+    async def get_sa(self, dst: AddressLike, spi: int, proto: int) -> SecurityAssociation:
+        return await self.run(self.ops.get_sa(ip_address(dst), spi, proto))
 
-    async def delete_sa(self, dst: IPAddress, spi: int, proto: int) -> None:
-        await self.run(self.ops.delete_sa(dst, spi, proto))
+    async def delete_sa(self, dst: AddressLike, spi: int, proto: int) -> None:
+        await self.run(self.ops.delete_sa(ip_address(dst), spi, proto))
 
     async def allocate_spi(
         self,
-        src: IPAddress,
-        dst: IPAddress,
+        src: AddressLike,
+        dst: AddressLike,
         proto: int,
         *,
         reqid: int = 0,
         spi_range: tuple[int, int] = (0x100, 0x0FFFFFFF),
     ) -> int:
-        return await self.run(self.ops.allocate_spi(src, dst, proto, reqid, spi_range))
+        return await self.run(self.ops.allocate_spi(ip_address(src), ip_address(dst), proto, reqid, spi_range))
 
     async def add_policy(self, policy: Policy) -> Policy:
         return await self.run(self.ops.add_policy(policy))

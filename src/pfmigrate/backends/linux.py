@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno as _errno
+import functools
 import os
 import select
 import socket
@@ -106,24 +107,32 @@ def xfrm_socket(groups: Iterable[int] = ()) -> socket.socket:
     return sock
 
 
-def _pfkey_events() -> SocketTransport:
-    sock = pfkey_socket()
+def _sized(sock: socket.socket, rcvbuf: int | None) -> socket.socket:
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    return sock
+
+
+def _pfkey_events(rcvbuf: int | None) -> SocketTransport:
+    sock = _sized(pfkey_socket(), rcvbuf)
     for satype in (SAType.ESP, SAType.AH, SAType.X_IPCOMP):  # registered sockets hear ACQUIRE and EXPIRE
         sock.send(Message(MsgType.REGISTER, satype, 1, os.getpid()).encode())
     return SocketTransport(sock)
 
 
-def open_pfkey(*, timeout: float = 5.0) -> KeyEngine:
-    """The blocking engine over Linux ``af_key``."""
+def open_pfkey(*, timeout: float = 5.0, event_buffer: int | None = None) -> KeyEngine:
+    """The blocking engine over Linux ``af_key``; ``event_buffer`` sizes the event
+    socket's receive buffer (bytes)."""
     ops = PfKeyOperations(os.getpid())
-    return KeyEngine(ops, SocketTransport(pfkey_socket()), open_events=_pfkey_events, timeout=timeout)
+    events = functools.partial(_pfkey_events, event_buffer)
+    return KeyEngine(ops, SocketTransport(pfkey_socket()), open_events=events, timeout=timeout)
 
 
-def open_xfrm(*, timeout: float = 5.0) -> KeyEngine:
-    """The blocking engine over Linux ``xfrm_user``."""
+def open_xfrm(*, timeout: float = 5.0, event_buffer: int | None = None) -> KeyEngine:
+    """The blocking engine over Linux ``xfrm_user``; ``event_buffer`` as for ``open_pfkey``."""
 
     def events() -> SocketTransport:
-        return SocketTransport(xfrm_socket(EVENT_GROUPS))
+        return SocketTransport(_sized(xfrm_socket(EVENT_GROUPS), event_buffer))
 
     return KeyEngine(XfrmOperations(), SocketTransport(xfrm_socket()), open_events=events, timeout=timeout)
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from pfmigrate import __version__
-from pfmigrate.cli import demo, pfkey
+from pfmigrate.cli import demo, monitor, pfkey
 from pfmigrate.cli.errors import CommandError
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pfkey.register(commands)
     demo.register(commands)
+    monitor.register(commands)
     return parser
 
 

@@ -1,0 +1,257 @@
+"""Both Linux backends pass the same conformance suite against Linux 6.1 (in UML).
+
+The seed's scenario (the mobile node's SAs and MH policies, then its MIGRATE to the new
+care-of address) runs through one backend and must leave the same state as through the
+other, read back through both backends and through iproute2. MIGRATE, ACQUIRE and
+EXPIRE reach listeners of either kind, whichever interface caused them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from ipaddress import ip_address
+
+import pytest
+
+from pfmigrate.backends.linux import open_pfkey, open_pfkey_async, open_xfrm, open_xfrm_async, probe_pfkey, probe_xfrm
+from pfmigrate.engine import KeyEngine, KeyEngineError, Unsupported
+from pfmigrate.model import (
+    ESP,
+    MH,
+    AcquireEvent,
+    Algorithm,
+    Dir,
+    Event,
+    ExpireEvent,
+    IPAddress,
+    KMAddress,
+    Lifetime,
+    MigrateBundle,
+    MigrateEvent,
+    MigrateRequest,
+    Mode,
+    Policy,
+    SecurityAssociation,
+    Selector,
+    Template,
+)
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
+
+HOA, HA, OLD, NEW = (ip_address(a) for a in (HOME_ADDRESS, HOME_AGENT, OLD_COA, NEW_COA))
+
+pytestmark = pytest.mark.kernel
+
+OPENERS: dict[str, Callable[[], KeyEngine]] = {"pfkey": open_pfkey, "xfrm": open_xfrm}
+AUTH = Algorithm("hmac(sha256)", bytes(range(32)), 96)  # Linux's truncation for SHA-256 through PF_KEY
+ENC = Algorithm("cbc(aes)", bytes(range(100, 116)))
+LIFETIME = Lifetime(soft_add=3000, hard_add=3600)
+OUT_SELECTOR = Selector.host(HOME_ADDRESS, HOME_AGENT, MH)
+IN_SELECTOR = Selector.host(HOME_AGENT, HOME_ADDRESS, MH)
+
+
+def tunnel_sa(spi: int, src: IPAddress, dst: IPAddress) -> SecurityAssociation:
+    return SecurityAssociation(src, dst, spi, ESP, Mode.TUNNEL, 0, AUTH, ENC, replay_window=32, lifetime=LIFETIME)
+
+
+def mn_policies(coa: IPAddress) -> list[Policy]:
+    return [
+        Policy(OUT_SELECTOR, Dir.OUT, (Template(ESP, Mode.TUNNEL, coa, HA),)),
+        Policy(IN_SELECTOR, Dir.IN, (Template(ESP, Mode.TUNNEL, HA, coa),)),
+    ]
+
+
+def mn_migrates() -> list[MigrateRequest]:
+    out = MigrateBundle(OLD, HA, NEW, HA)
+    back = MigrateBundle(HA, OLD, HA, NEW)
+    kma = KMAddress(NEW, HA)
+    return [MigrateRequest(OUT_SELECTOR, Dir.OUT, (out,), kma), MigrateRequest(IN_SELECTOR, Dir.IN, (back,), kma)]
+
+
+def key(policy: Policy) -> tuple[str, str]:
+    return (policy.dir.value, str(policy.selector))
+
+
+def without_index(policies: list[Policy]) -> list[Policy]:
+    return sorted((Policy(p.selector, p.dir, p.templates, p.action, p.priority) for p in policies), key=key)
+
+
+def sas(engine: KeyEngine) -> list[SecurityAssociation]:
+    return sorted(engine.dump_sas(), key=lambda sa: sa.spi)
+
+
+def ip_xfrm(*args: str) -> str:
+    text = subprocess.run(["ip", "xfrm", *args], check=True, capture_output=True, text=True).stdout
+    return re.sub(r"index \d+", "index N", text)
+
+
+@pytest.fixture
+def engines() -> Iterator[dict[str, KeyEngine]]:
+    opened = {name: opener() for name, opener in OPENERS.items()}
+    for engine in opened.values():
+        engine.flush()
+    yield opened
+    opened["xfrm"].flush()
+    for engine in opened.values():
+        engine.close()
+
+
+def test_probes_find_both_interfaces_with_migrate() -> None:
+    assert probe_pfkey().migrate
+    assert probe_xfrm().migrate
+
+
+def run_scenario(engine: KeyEngine) -> None:
+    engine.add_sa(tunnel_sa(0x1000, OLD, HA))
+    engine.add_sa(tunnel_sa(0x1001, HA, OLD))
+    for policy in mn_policies(OLD):
+        added = engine.add_policy(policy)
+        assert added.index != 0
+        assert without_index([added]) == [policy]
+    for request in mn_migrates():
+        engine.migrate(request)
+
+
+def test_the_same_scenario_leaves_the_same_state_through_either_backend(engines: dict[str, KeyEngine]) -> None:
+    seen: dict[str, tuple[object, ...]] = {}
+    for name, engine in engines.items():
+        engine.flush()
+        run_scenario(engine)
+        # Read back through both backends: they agree with each other and with the plan.
+        sa_views = [sas(reader) for reader in engines.values()]
+        policy_views = [sorted(reader.dump_policies(), key=key) for reader in engines.values()]
+        assert sa_views[0] == sa_views[1]
+        assert policy_views[0] == policy_views[1]
+        assert sa_views[0] == [tunnel_sa(0x1000, NEW, HA), tunnel_sa(0x1001, HA, NEW)]
+        assert without_index(policy_views[0]) == sorted(mn_policies(NEW), key=key)
+        seen[name] = (sa_views[0], without_index(policy_views[0]), ip_xfrm("state"), ip_xfrm("policy"))
+    assert seen["pfkey"] == seen["xfrm"]
+    state = seen["xfrm"][2]
+    assert isinstance(state, str)
+    assert f"src {NEW_COA} dst {HOME_AGENT}" in state
+    assert OLD_COA not in state
+
+
+@pytest.mark.parametrize("name", sorted(OPENERS))
+def test_each_backend_gets_updates_and_deletes(engines: dict[str, KeyEngine], name: str) -> None:
+    engine, other = engines[name], engines["xfrm" if name == "pfkey" else "pfkey"]
+    spi = engine.allocate_spi(OLD_COA, HOME_AGENT, ESP, spi_range=(0x2000, 0x2FFF))
+    assert 0x2000 <= spi <= 0x2FFF
+    engine.update_sa(tunnel_sa(spi, OLD, HA))
+    assert other.get_sa(HOME_AGENT, spi, ESP) == tunnel_sa(spi, OLD, HA)
+    engine.delete_sa(HOME_AGENT, spi, ESP)
+    with pytest.raises(KeyEngineError) as gone:
+        other.get_sa(HOME_AGENT, spi, ESP)
+    assert gone.value.errno == 3  # ESRCH
+
+    [out_policy, _] = mn_policies(OLD)
+    engine.add_policy(out_policy)
+    with pytest.raises(KeyEngineError) as exists:
+        engine.add_policy(out_policy)
+    assert exists.value.errno == 17  # EEXIST
+    updated = engine.update_policy(Policy(out_policy.selector, out_policy.dir, out_policy.templates, priority=7))
+    assert other.get_policy(OUT_SELECTOR, Dir.OUT) == updated
+    engine.delete_policy(OUT_SELECTOR, Dir.OUT)
+    assert other.dump_policies() == []
+
+
+@pytest.mark.parametrize("name", sorted(OPENERS))
+def test_migrate_errors_come_back_with_linux_errnos(engines: dict[str, KeyEngine], name: str) -> None:
+    engine = engines[name]
+    [request, _] = mn_migrates()
+    with pytest.raises(KeyEngineError) as no_policy:
+        engine.migrate(request)
+    assert no_policy.value.errno == 2  # ENOENT
+    engine.add_policy(mn_policies(NEW)[0])  # the template names the new CoA already
+    with pytest.raises(KeyEngineError) as stale:
+        engine.migrate(request)
+    assert stale.value.errno == 61  # ENODATA
+
+
+def test_pfkey_says_what_it_cannot_express(engines: dict[str, KeyEngine]) -> None:
+    rfc4868 = Algorithm("hmac(sha256)", bytes(32), 128)
+    sa = SecurityAssociation(OLD, HA, 0x3000, auth=rfc4868, enc=ENC)
+    with pytest.raises(Unsupported, match="cannot truncate hmac\\(sha256\\) to 128 bits \\(Linux uses 96\\)"):
+        engines["pfkey"].add_sa(sa)
+    engines["xfrm"].add_sa(sa)  # XFRM can
+    assert engines["xfrm"].get_sa(HOME_AGENT, 0x3000, ESP).auth == rfc4868
+    # PF_KEY cannot even show it: its answer implies Linux's default.
+    assert engines["pfkey"].get_sa(HOME_AGENT, 0x3000, ESP).auth == Algorithm("hmac(sha256)", bytes(32), 96)
+
+
+def wait_for(engine: KeyEngine, kind: type, timeout: float = 5.0) -> Event:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in engine.next_events(deadline - time.monotonic()):
+            if isinstance(event, kind):
+                return event
+    raise AssertionError(f"no {kind.__name__} from {engine.name} within {timeout} s")
+
+
+@pytest.mark.parametrize("actor", sorted(OPENERS))
+def test_a_migrate_through_one_interface_is_announced_on_both(engines: dict[str, KeyEngine], actor: str) -> None:
+    listeners = {name: opener() for name, opener in OPENERS.items()}
+    try:
+        for listener in listeners.values():
+            listener.subscribe()
+        engines[actor].add_policy(mn_policies(OLD)[0])
+        [request, _] = mn_migrates()
+        engines[actor].migrate(request)
+        for name, listener in listeners.items():
+            event = wait_for(listener, MigrateEvent)
+            assert isinstance(event, MigrateEvent)
+            assert event.request == request, name
+    finally:
+        for listener in listeners.values():
+            listener.close()
+
+
+def test_acquire_and_expire_reach_both_kinds_of_listener(engines: dict[str, KeyEngine]) -> None:
+    listeners = {name: opener() for name, opener in OPENERS.items()}
+    try:
+        for listener in listeners.values():
+            listener.subscribe()
+        time.sleep(0.2)  # the PF_KEY listener's REGISTERs take effect
+        selector = Selector.host("::1", "::1", 17)
+        engines["xfrm"].add_policy(Policy(selector, Dir.OUT, (Template(ESP, Mode.TRANSPORT),)))
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp, contextlib.suppress(OSError):
+            udp.sendto(b"needs an SA", ("::1", 5000))
+        for listener in listeners.values():
+            acquire = wait_for(listener, AcquireEvent)
+            assert isinstance(acquire, AcquireEvent)
+            assert (acquire.dst, acquire.proto) == (selector.dst.network_address, ESP)
+        expiring = Lifetime(soft_add=1, hard_add=2)
+        short = SecurityAssociation(OLD, HA, 0x4000, auth=AUTH, enc=ENC, lifetime=expiring)
+        engines["pfkey"].add_sa(short)
+        for listener in listeners.values():
+            soft = wait_for(listener, ExpireEvent)
+            assert isinstance(soft, ExpireEvent)
+            assert (soft.sa.spi, soft.hard) == (0x4000, False)
+            hard = wait_for(listener, ExpireEvent)
+            assert isinstance(hard, ExpireEvent)
+            assert hard.hard
+    finally:
+        for listener in listeners.values():
+            listener.close()
+
+
+@pytest.mark.parametrize("name", sorted(OPENERS))
+def test_asyncio_use(engines: dict[str, KeyEngine], name: str) -> None:
+    opener = {"pfkey": open_pfkey_async, "xfrm": open_xfrm_async}[name]
+
+    async def scenario() -> list[SecurityAssociation]:
+        engine = opener()
+        try:
+            await engine.add_sa(tunnel_sa(0x5000, OLD, HA))
+            await engine.add_policy(mn_policies(OLD)[0])
+            await engine.migrate(mn_migrates()[0])
+            return await engine.dump_sas()
+        finally:
+            engine.close()
+
+    assert asyncio.run(scenario()) == [tunnel_sa(0x5000, NEW, HA)]

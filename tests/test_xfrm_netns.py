@@ -1,0 +1,177 @@
+"""The XFRM backend on this machine's own kernel, in network namespaces the tests create.
+
+This kernel has XFRM policies but no ESP and no AF_KEY, so these tests cover policies,
+MIGRATE of policy templates, the MIGRATE announcement and lost-event reporting without
+User-Mode Linux.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from ipaddress import ip_address, ip_network
+
+import pytest
+from testbed.netns import in_new_netns
+
+from pfmigrate.backends.linux import open_xfrm, probe_pfkey, probe_xfrm
+from pfmigrate.engine import Capabilities, KeyEngineError
+from pfmigrate.model import (
+    ESP,
+    MH,
+    Action,
+    Dir,
+    Event,
+    EventsLost,
+    IPAddress,
+    KMAddress,
+    MigrateBundle,
+    MigrateEvent,
+    MigrateRequest,
+    Mode,
+    Policy,
+    Selector,
+    Template,
+)
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
+
+HOA, HA, OLD, NEW = (ip_address(a) for a in (HOME_ADDRESS, HOME_AGENT, OLD_COA, NEW_COA))
+
+pytestmark = pytest.mark.usefixtures("netns")
+
+OUT = Selector.host(HOME_ADDRESS, HOME_AGENT, MH)
+
+
+def tunnel_policy(coa: IPAddress, reqid: int = 0) -> Policy:
+    return Policy(OUT, Dir.OUT, (Template(ESP, Mode.TUNNEL, coa, HA, reqid),))
+
+
+def seed_request(reqid: int = 0) -> MigrateRequest:
+    bundle = MigrateBundle(OLD, HA, NEW, HA, reqid=reqid)
+    return MigrateRequest(OUT, Dir.OUT, (bundle,), KMAddress(NEW, HA))
+
+
+def test_probes_say_what_this_kernel_has() -> None:
+    def probe() -> tuple[Capabilities, Capabilities]:
+        return probe_xfrm(), probe_pfkey()
+
+    xfrm, pfkey = in_new_netns(probe)
+    assert xfrm.available
+    assert xfrm.migrate
+    if not pfkey.available:  # the build machines' kernel has no af_key
+        assert "no AF_KEY sockets in this kernel" in pfkey.notes[0]
+
+
+def test_policies_add_get_update_delete_dump_flush() -> None:
+    def scenario() -> list[object]:
+        with open_xfrm() as engine:
+            added = engine.add_policy(tunnel_policy(OLD))
+            bypass = engine.add_policy(Policy(Selector.host("2001:db8::1", "2001:db8::2"), Dir.IN, action=Action.NONE))
+            ssh = Selector(ip_network("10.0.0.0/8"), ip_network("10.1.0.0/16"), 6, 0, 22)
+            drop = engine.add_policy(Policy(ssh, Dir.FWD, action=Action.DISCARD))
+            try:
+                engine.add_policy(tunnel_policy(OLD))
+            except KeyEngineError as exc:
+                duplicate = exc.errno
+            updated = engine.update_policy(Policy(OUT, Dir.OUT, added.templates, priority=9))
+            got = engine.get_policy(OUT, Dir.OUT)
+            dumped = sorted(engine.dump_policies(), key=lambda p: p.index)
+            engine.delete_policy(bypass.selector, Dir.IN)
+            after_delete = len(engine.dump_policies())
+            engine.flush()
+            return [added, bypass, drop, duplicate, updated, got, dumped, after_delete, engine.dump_policies()]
+
+    added, bypass, drop, duplicate, updated, got, dumped, after_delete, flushed = in_new_netns(scenario)
+    assert isinstance(added, Policy)
+    assert added.index != 0
+    assert added.templates == tunnel_policy(OLD).templates
+    assert isinstance(bypass, Policy)
+    assert (bypass.action, bypass.templates) == (Action.NONE, ())
+    assert isinstance(drop, Policy)
+    assert (drop.action, drop.selector.dport, drop.selector.proto) == (Action.DISCARD, 22, 6)
+    assert duplicate == 17  # EEXIST
+    assert updated == got
+    assert isinstance(got, Policy)
+    assert (got.priority, got.index) == (9, added.index)
+    assert dumped == sorted([got, bypass, drop], key=lambda p: p.index)
+    assert after_delete == 2
+    assert flushed == []
+
+
+@pytest.mark.parametrize("reqid", [0, 7])
+def test_seed_migrate_moves_the_template(reqid: int) -> None:
+    def scenario() -> Policy:
+        with open_xfrm() as engine:
+            engine.add_policy(tunnel_policy(OLD, reqid))
+            engine.migrate(seed_request(reqid))
+            return engine.get_policy(OUT, Dir.OUT)
+
+    moved = in_new_netns(scenario)
+    assert moved.templates == tunnel_policy(NEW, reqid).templates
+
+
+def test_migrate_errors_are_the_kernels() -> None:
+    def scenario() -> list[tuple[int, str]]:
+        errors = []
+        with open_xfrm() as engine:
+            for setup in (None, tunnel_policy(NEW)):  # no policy, then a stale request
+                if setup is not None:
+                    engine.add_policy(setup)
+                try:
+                    engine.migrate(seed_request())
+                except KeyEngineError as exc:
+                    errors.append((exc.errno or 0, exc.detail))
+        return errors
+
+    (no_policy, no_policy_text), (stale, _) = in_new_netns(scenario)
+    assert no_policy == 2  # ENOENT
+    assert no_policy_text == "Target policy not found"  # the kernel's own extended-ACK text
+    assert stale == 61  # ENODATA
+
+
+def test_monitor_shows_a_migrate_sent_by_another_process() -> None:
+    def scenario() -> list[str]:
+        monitor = subprocess.Popen(
+            [sys.executable, "-m", "pfmigrate", "monitor", "--backend", "linux-xfrm", "--json", "--count", "1",
+             "--timeout", "20"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert monitor.stderr is not None
+        assert "listening on linux-xfrm" in monitor.stderr.readline()
+        with open_xfrm() as engine:
+            engine.add_policy(tunnel_policy(OLD))
+            engine.migrate(seed_request())
+        out, _ = monitor.communicate(timeout=20)
+        return out.splitlines()
+
+    [line] = in_new_netns(scenario)
+    event = json.loads(line)
+    assert event["event"] == "migrate"
+    assert event["request"]["dir"] == "out"
+    assert event["request"]["selector"] == {
+        "src": f"{HOME_ADDRESS}/128", "dst": f"{HOME_AGENT}/128", "proto": MH, "sport": 0, "dport": 0,
+    }  # fmt: skip
+    assert event["request"]["bundles"][0]["new_src"] == NEW_COA
+    assert event["request"]["kmaddress"] == {"local": NEW_COA, "remote": HOME_AGENT}
+
+
+def test_a_listener_that_falls_behind_is_told_it_lost_events() -> None:
+    def scenario() -> tuple[list[Event], list[Event]]:
+        with open_xfrm() as engine, open_xfrm(event_buffer=4096) as listener:  # room for a few events only
+            listener.subscribe()
+            engine.add_policy(tunnel_policy(OLD))
+            back = MigrateRequest(OUT, Dir.OUT, (MigrateBundle(NEW, HA, OLD, HA),))
+            for _ in range(100):
+                engine.migrate(seed_request())
+                engine.migrate(back)
+            first = listener.next_events(1.0)
+            time.sleep(0.01)
+            then = listener.next_events(1.0)
+            return first, then
+
+    first, then = in_new_netns(scenario)
+    assert first == [EventsLost("the kernel dropped messages for this socket (ENOBUFS)")]
+    assert then
+    assert isinstance(then[0], MigrateEvent)
