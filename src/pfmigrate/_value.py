@@ -97,34 +97,76 @@ class Value:
     __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def __post_init__(self) -> None:
-        cls = type(self)
-        for spec in field_specs(cls):
-            value = getattr(self, spec.name)
-            if spec.kind in ("uint", "enum", "flag"):
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise TypeError(f"{cls.__name__}.{spec.name} must be an integer, not {value!r}")
-                if not 0 <= value < 1 << spec.bits:
-                    raise ValueError(f"{cls.__name__}.{spec.name} = {value} does not fit in {spec.bits} bits")
-                if spec.kind != "uint" and type(value) is not spec.cls:
-                    object.__setattr__(self, spec.name, spec.cls(value))
-            elif spec.kind == "bytes":
-                if not isinstance(value, bytes | bytearray | memoryview):
-                    raise TypeError(f"{cls.__name__}.{spec.name} must be bytes, not {type(value).__name__}")
-                if type(value) is not bytes:
-                    object.__setattr__(self, spec.name, bytes(value))
-            elif spec.kind == "tuple":
-                items = tuple(value)
-                for item in items:
-                    if not isinstance(item, spec.cls):
-                        raise TypeError(f"{cls.__name__}.{spec.name} holds {item!r}, not a {spec.cls.__name__}")
-                if type(value) is not tuple:
-                    object.__setattr__(self, spec.name, items)
-            elif spec.kind == "value" and not isinstance(value, spec.cls):
-                raise TypeError(f"{cls.__name__}.{spec.name} must be a {spec.cls.__name__}, not {value!r}")
-        self._check()
+        validate = _VALIDATORS.get(type(self))
+        if validate is None:
+            validate = _VALIDATORS[type(self)] = _validator(type(self))
+        validate(self)
 
     def _check(self) -> None:
         """Rules that involve more than one field; subclasses override."""
+
+
+def _not_int(obj: object, name: str, value: object) -> TypeError:
+    return TypeError(f"{type(obj).__name__}.{name} must be an integer, not {value!r}")
+
+
+def _too_wide(obj: object, name: str, value: int, bits: int) -> ValueError:
+    return ValueError(f"{type(obj).__name__}.{name} = {value} does not fit in {bits} bits")
+
+
+def _wrong_type(obj: object, name: str, value: object, expected: type) -> TypeError:
+    return TypeError(f"{type(obj).__name__}.{name} holds {value!r}, not a {expected.__name__}")
+
+
+def _validator(cls: type) -> Callable[[Any], None]:
+    """The checks of ``Value.__post_init__`` for one class, generated from its field
+    specs (as ``dataclasses`` generates ``__init__``): values are built often enough
+    that a generic loop over the specs would cost more than the checks."""
+    lines = ["def validate(self):"]
+    namespace: dict[str, Any] = {
+        "set_": object.__setattr__, "not_int": _not_int, "too_wide": _too_wide, "wrong_type": _wrong_type,
+    }  # fmt: skip
+    for i, spec in enumerate(field_specs(cls)):
+        name, kind = spec.name, spec.kind
+        namespace[f"C{i}"] = spec.cls
+        get = f"    v = self.{name}"
+        if kind in ("uint", "enum", "flag"):
+            lines += [
+                get,
+                "    if v.__class__ is bool or not isinstance(v, int):",
+                f"        raise not_int(self, {name!r}, v)",
+                f"    if not 0 <= v < {1 << spec.bits}:",
+                f"        raise too_wide(self, {name!r}, v, {spec.bits})",
+            ]
+            if kind != "uint":
+                lines += [f"    if v.__class__ is not C{i}:", f"        set_(self, {name!r}, C{i}(v))"]
+        elif kind == "bytes":
+            lines += [
+                get,
+                "    if v.__class__ is not bytes:",
+                "        if not isinstance(v, (bytes, bytearray, memoryview)):",
+                f"            raise wrong_type(self, {name!r}, v, bytes)",
+                f"        set_(self, {name!r}, bytes(v))",
+            ]
+        elif kind == "tuple":
+            lines += [
+                get,
+                "    if v.__class__ is not tuple:",
+                "        v = tuple(v)",
+                f"        set_(self, {name!r}, v)",
+                "    for item in v:",
+                f"        if not isinstance(item, C{i}):",
+                f"            raise wrong_type(self, {name!r}, item, C{i})",
+            ]
+        elif kind == "value":
+            lines += [get, f"    if not isinstance(v, C{i}):", f"        raise wrong_type(self, {name!r}, v, C{i})"]
+    lines.append("    self._check()")
+    exec("\n".join(lines), namespace)
+    validate: Callable[[Any], None] = namespace["validate"]
+    return validate
+
+
+_VALIDATORS: dict[type, Callable[[Any], None]] = {}
 
 
 def builder(cls: type[Any]) -> Callable[..., Any]:

@@ -107,6 +107,10 @@ class Operations(Protocol):
 
 class Transport(Protocol):
     def send(self, data: bytes) -> None: ...
+    def recv_ready(self) -> bytes | None:
+        """A datagram that is already there, without waiting."""
+        ...
+
     def recv(self, timeout: float) -> bytes | None: ...
     def drain(self) -> None: ...
     def close(self) -> None: ...
@@ -156,13 +160,17 @@ class KeyEngine:
 
     def run(self, exchange: Exchange[T]) -> T:
         """Send one request and wait for its answer."""
-        self.transport.drain()  # broadcasts that arrived meanwhile would crowd out the reply
-        self.transport.send(exchange.request)
-        deadline = time.monotonic() + self.timeout
+        transport = self.transport
+        transport.drain()  # broadcasts that arrived meanwhile would crowd out the reply
+        transport.send(exchange.request)
+        deadline = 0.0
         while True:
-            raw = self.transport.recv(max(deadline - time.monotonic(), 0.0))
+            raw = transport.recv_ready()  # Linux often answers before send() returns
             if raw is None:
-                raise KeyEngineError(_errno.ETIMEDOUT, exchange.operation, f"no answer from {self.name}")
+                deadline = deadline or time.monotonic() + self.timeout
+                raw = transport.recv(max(deadline - time.monotonic(), 0.0))
+                if raw is None:
+                    raise KeyEngineError(_errno.ETIMEDOUT, exchange.operation, f"no answer from {self.name}")
             if exchange.feed(raw):
                 follow_up = exchange.follow_up()
                 if follow_up is None:

@@ -30,26 +30,42 @@ from pfmigrate.xfrm.constants import NETLINK_XFRM
 
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP = 1
+NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
 RECV_SIZE = 1 << 16
 EVENT_GROUPS = (Group.ACQUIRE, Group.EXPIRE, Group.MIGRATE)
 
 
 class SocketTransport:
-    """Blocking send/receive of whole datagrams on one socket."""
+    """Blocking send/receive of whole datagrams on one socket.
 
-    def __init__(self, sock: socket.socket) -> None:
+    ``unsolicited`` says whether messages nobody asked for arrive here (every PF_KEY
+    socket hears every broadcast); only then is the socket drained before a request.
+    """
+
+    def __init__(self, sock: socket.socket, *, unsolicited: bool = True) -> None:
         self.sock = sock
+        self.unsolicited = unsolicited
 
     def send(self, data: bytes) -> None:
         self.sock.send(data)
 
-    def recv(self, timeout: float | None) -> bytes | None:
-        if timeout is not None:
-            ready, _, _ = select.select([self.sock], [], [], timeout)
-            if not ready:
-                return None
+    def recv_ready(self) -> bytes | None:
         try:
+            return self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno == _errno.ENOBUFS:
+                raise EventsLostError("the kernel dropped messages for this socket (ENOBUFS)") from exc
+            raise
+
+    def recv(self, timeout: float | None) -> bytes | None:
+        try:
+            if timeout is not None:
+                ready, _, _ = select.select([self.sock], [], [], timeout)
+                if not ready:
+                    return None
             return self.sock.recv(RECV_SIZE)
         except OSError as exc:
             if exc.errno == _errno.ENOBUFS:
@@ -57,6 +73,8 @@ class SocketTransport:
             raise
 
     def drain(self) -> None:
+        if not self.unsolicited:
+            return
         while True:
             try:
                 self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
@@ -100,8 +118,9 @@ def pfkey_socket() -> socket.socket:
 def xfrm_socket(groups: Iterable[int] = ()) -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_XFRM)
     sock.bind((0, 0))
-    with contextlib.suppress(OSError):  # older kernels send errors without the reason text
-        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+    with contextlib.suppress(OSError):  # older kernels: errors without the reason, with the request
+        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # the kernel's reason text with errors
+        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # ACKs without a copy of the request
     for group in groups:
         sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, int(group))
     return sock
@@ -134,7 +153,8 @@ def open_xfrm(*, timeout: float = 5.0, event_buffer: int | None = None) -> KeyEn
     def events() -> SocketTransport:
         return SocketTransport(_sized(xfrm_socket(EVENT_GROUPS), event_buffer))
 
-    return KeyEngine(XfrmOperations(), SocketTransport(xfrm_socket()), open_events=events, timeout=timeout)
+    transport = SocketTransport(xfrm_socket(), unsolicited=False)  # in no group: only answers arrive
+    return KeyEngine(XfrmOperations(), transport, open_events=events, timeout=timeout)
 
 
 def open_pfkey_async(*, timeout: float = 5.0) -> AsyncKeyEngine:
