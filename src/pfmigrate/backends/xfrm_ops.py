@@ -245,7 +245,7 @@ def encode_migrate(request: MigrateRequest, seq: int) -> bytes:
             _wire(b.new_dst),
             _wire(b.new_src),
             b.proto,
-            MODE[b.mode],
+            _mode_number(b.mode),
             0,
             b.reqid,
             _family(b.old_dst),
