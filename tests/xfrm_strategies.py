@@ -229,8 +229,13 @@ def _migrates(draw: st.DrawFn, cls: type[UserMigrate]) -> UserMigrate:
     old, new = draw(families()), draw(families())
     return draw(
         from_fields(
-            cls, old_family=st.just(old), new_family=st.just(new), old_daddr=addresses(old),
-            old_saddr=addresses(old), new_daddr=addresses(new), new_saddr=addresses(new),
+            cls,
+            old_family=st.just(old),
+            new_family=st.just(new),
+            old_daddr=addresses(old),
+            old_saddr=addresses(old),
+            new_daddr=addresses(new),
+            new_saddr=addresses(new),
         )  # fmt: skip
     )
 
@@ -394,8 +399,14 @@ def netlink_errors(draw: st.DrawFn) -> NetlinkError:
         length = draw(st.integers(16, (1 << 32) - 1)) if old_style_ack else 16 + len(payload)
     return draw(
         from_fields(
-            NetlinkError, type=st.just(NlMsgType.ERROR), flags=st.just(flags), error=st.just(error),
-            request_length=st.just(length), request_payload=st.just(payload), extack=st.just(extack), **request,
+            NetlinkError,
+            type=st.just(NlMsgType.ERROR),
+            flags=st.just(flags),
+            error=st.just(error),
+            request_length=st.just(length),
+            request_payload=st.just(payload),
+            extack=st.just(extack),
+            **request,
         )  # fmt: skip
     )
 
