@@ -78,8 +78,9 @@ def pfkey_sas(draw: st.DrawFn) -> SecurityAssociation:
     version = draw(st.sampled_from([4, 6]))
     proto = draw(st.sampled_from([ESP, AH]))
     auth_name, trunc = draw(st.sampled_from(sorted(a for a in algorithms.AUTH.values() if a[0] != "digest_null")))
-    auth = Algorithm(auth_name, draw(keys(draw(st.sampled_from([128, 160, 256])))), trunc)
-    enc = aead = None
+    auth: Algorithm | None = Algorithm(auth_name, draw(keys(draw(st.sampled_from([128, 160, 256])))), trunc)
+    enc: Algorithm | None = None
+    aead: Algorithm | None = None
     if proto == ESP:
         if draw(st.booleans()):
             enc = Algorithm(draw(st.sampled_from(sorted(algorithms.ENCRYPT.values()))), draw(keys(128)))
