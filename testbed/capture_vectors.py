@@ -2,7 +2,7 @@
 
 Runs the kernel tier (in User-Mode Linux) with ``PFMIGRATE_CAPTURE_DIR`` set, so every
 ``vectors.keep(...)`` in a kernel test stores the bytes Linux sent, then writes them to
-``tests/vectors/pfkey_linux.json`` with their meaning and their decoded JSON form. The
+``tests/vectors/pfkey_linux.json`` and ``xfrm_linux.json`` with their meaning and their decoded JSON form. The
 decoded form is what the plain tier then expects; read the diff before committing it.
 """
 
@@ -15,11 +15,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pfmigrate.modeljson import to_data
 from pfmigrate.pfkey import decode
 from pfmigrate.pfkey.jsonform import to_json
+from pfmigrate.xfrm import decode as xfrm_decode
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "tests" / "vectors" / "pfkey_linux.json"
+OUTPUTS = {
+    "pfkey": ROOT / "tests" / "vectors" / "pfkey_linux.json",
+    "xfrm": ROOT / "tests" / "vectors" / "xfrm_linux.json",
+}
 
 
 def main() -> int:
@@ -33,12 +38,18 @@ def main() -> int:
         if run.returncode != 0:
             print("the kernel tier failed; no vectors written", file=sys.stderr)
             return run.returncode
-        records = [json.loads(path.read_text()) for path in sorted(Path(directory).glob("*.json"))]
-    for record in records:
+        found = {
+            codec: [json.loads(p.read_text()) for p in sorted((Path(directory) / codec).glob("*.json"))]
+            for codec in OUTPUTS
+        }
+    for record in found["pfkey"]:
         record["expected"] = to_json(decode(bytes.fromhex(record["hex"])))
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(json.dumps(records, indent=1) + "\n")
-    print(f"wrote {len(records)} vectors to {OUTPUT.relative_to(ROOT)}")
+    for record in found["xfrm"]:
+        record["expected"] = [to_data(msg) for msg in xfrm_decode(bytes.fromhex(record["hex"]))]
+    for codec, output in OUTPUTS.items():
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(found[codec], indent=1) + "\n")
+        print(f"wrote {len(found[codec])} vectors to {output.relative_to(ROOT)}")
     return 0
 
 

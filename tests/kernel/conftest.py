@@ -19,6 +19,8 @@ import pytest
 
 from pfmigrate.backends.pfkey_socket import PfKeySocket
 from pfmigrate.pfkey import Message, MsgType, SAType, decode
+from pfmigrate.xfrm import NetlinkMessage
+from pfmigrate.xfrm import decode as xfrm_decode
 from tests.vectorlib import zero_address_padding
 
 
@@ -28,6 +30,7 @@ class Vectors:
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
         self.received: list[bytes] = []
+        self.received_xfrm: list[bytes] = []
 
     def trace(self, direction: str, raw: bytes) -> None:
         if direction == "recv":
@@ -37,10 +40,19 @@ class Vectors:
         """Keep the received bytes of ``msg`` as vector ``name``, described by ``meaning``."""
         raw = next((raw for raw in reversed(self.received) if decode(raw) == msg), None)
         assert raw is not None, f"{name}: message was not received on a traced socket"
+        self._store("pfkey", name, raw, meaning)
+
+    def keep_xfrm(self, name: str, msg: NetlinkMessage, meaning: str) -> None:
+        """The same for an XFRM netlink message (kept alone, as one datagram)."""
+        assert any(msg in xfrm_decode(raw) for raw in self.received_xfrm), f"{name}: not received"
+        self._store("xfrm", name, msg.encode(), meaning)
+
+    def _store(self, codec: str, name: str, raw: bytes, meaning: str) -> None:
         if self.directory is not None:
             assert re.fullmatch(r"[a-z0-9_]+", name), name
             record = {"name": name, "meaning": meaning, "kernel": f"Linux {platform.release()}", "hex": raw.hex()}
-            (self.directory / f"{name}.json").write_text(json.dumps(record, indent=1))
+            (self.directory / codec).mkdir(exist_ok=True)
+            (self.directory / codec / f"{name}.json").write_text(json.dumps(record, indent=1))
 
 
 @pytest.fixture
