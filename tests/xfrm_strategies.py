@@ -59,6 +59,7 @@ from pfmigrate.xfrm import (
     NetlinkDone,
     NetlinkError,
     NetlinkMessage,
+    NlFlags,
     NlMsgType,
     OffloadDev,
     RawAddress,
@@ -86,7 +87,7 @@ from pfmigrate.xfrm import (
     XfrmMessage,
 )
 from pfmigrate.xfrm.constants import CAPPED, XFRM_MAX_DEPTH
-from pfmigrate.xfrm.message import ATTRIBUTES_ONLY
+from pfmigrate.xfrm.message import ATTRIBUTES_ONLY, is_dump_request
 from pfmigrate.xfrm.structs import CStruct, IPAddress
 from tests.strategies import MAX_BYTES, MAX_ITEMS, enum_numbers, uints
 
@@ -110,7 +111,7 @@ ATTRIBUTE_TYPES: tuple[type[Attribute], ...] = (
     UnknownAttribute,
 )
 #: The XFRM message types decoded as ``XfrmMessage``: a fixed struct and/or attributes.
-MESSAGE_TYPES: tuple[MsgType, ...] = tuple(sorted({*FIXED, *ATTRIBUTES_ONLY}))
+MESSAGE_TYPES: tuple[MsgType, ...] = tuple(MsgType(t) for t in sorted({*FIXED, *ATTRIBUTES_ONLY}))
 #: The GET types whose dump requests carry no fixed struct.
 DUMP_TYPES: frozenset[MsgType] = frozenset({MsgType.GETSA, MsgType.GETPOLICY})
 #: Every other message type is kept as a ``RawMessage``.
@@ -236,7 +237,7 @@ def _migrates(draw: st.DrawFn, cls: type[UserMigrate]) -> UserMigrate:
             old_saddr=addresses(old),
             new_daddr=addresses(new),
             new_saddr=addresses(new),
-        )  # fmt: skip
+        )
     )
 
 
@@ -367,12 +368,13 @@ def xfrm_messages(draw: st.DrawFn, max_attrs: int = 4, types: Sequence[MsgType] 
     mtype = draw(st.sampled_from(types))
     cls = FIXED.get(mtype)
     overrides: dict[str, st.SearchStrategy[Any]] = {"type": st.just(mtype)}
+    overrides["attrs"] = st.lists(attributes(), max_size=max_attrs).map(tuple)
     if cls is not None and mtype in DUMP_TYPES and draw(st.integers(0, 3)) == 3:
-        # A dump request: no fixed struct, NLM_F_DUMP, and (see above) no attributes.
-        overrides.update(fixed=st.none(), attrs=st.just(()), flags=uints(16).map(lambda f: f | DUMP))
+        # A dump request: no fixed struct, NLM_F_REQUEST and NLM_F_DUMP, filter attributes.
+        overrides.update(fixed=st.none(), flags=uints(16).map(lambda f: f | DUMP | NlFlags.REQUEST))
     else:
         overrides["fixed"] = st.none() if cls is None else values(cls)
-        overrides["attrs"] = st.lists(attributes(), max_size=max_attrs).map(tuple)
+        overrides["flags"] = uints(16).filter(lambda f: not is_dump_request(mtype, f))
     return draw(from_fields(XfrmMessage, **overrides))
 
 
@@ -407,7 +409,7 @@ def netlink_errors(draw: st.DrawFn) -> NetlinkError:
             request_payload=st.just(payload),
             extack=st.just(extack),
             **request,
-        )  # fmt: skip
+        )
     )
 
 

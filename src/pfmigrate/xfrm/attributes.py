@@ -30,6 +30,10 @@ _NLA = struct.Struct("=HH")
 NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
 
+#: The most data an attribute can hold: nla_len is a u16 that counts its 4-byte header too.
+NLA_MAX_DATA = 0xFFFF - 4
+
+
 def nla_align(n: int) -> int:
     return (n + 3) & ~3
 
@@ -41,6 +45,14 @@ class Attribute(Value):
     attr: int
     #: The fewest data bytes the kernel's attribute policy accepts.
     min_len: ClassVar[int] = 0
+
+    def __post_init__(self) -> None:
+        Value.__post_init__(self)
+        size = len(self.data())
+        if size > NLA_MAX_DATA:
+            raise ValueError(f"{type(self).__name__} holds {size} bytes; an attribute holds at most {NLA_MAX_DATA}")
+        if size < self.min_len:
+            raise ValueError(f"{type(self).__name__} holds {size} bytes; Linux wants at least {self.min_len}")
 
     def data(self) -> bytes:
         raise NotImplementedError
@@ -395,16 +407,15 @@ class SecCtx(Attribute):
     doi: int = uint(8)
     context: bytes = b""
 
-    def _check(self) -> None:
-        if len(self.context) > 0xFFFF - 8:
-            raise ValueError("security context too long")
-
     def data(self) -> bytes:
         return _SEC_CTX.pack(8 + len(self.context), 0, self.alg, self.doi, len(self.context)) + self.context
 
     @classmethod
     def unpack(cls, r: Reader) -> Self:
-        _, _, alg, doi, ctx_len = r.unpack(_SEC_CTX, "xfrm_user_sec_ctx")
+        at = r.pos
+        length, _, alg, doi, ctx_len = r.unpack(_SEC_CTX, "xfrm_user_sec_ctx")
+        if length != 8 + ctx_len:  # verify_sec_ctx_len
+            raise r.error(f"xfrm_user_sec_ctx.len is {length}, not 8 + ctx_len ({8 + ctx_len})", at=at)
         return cls(alg, doi, r.take(ctx_len, "security context"))
 
 
@@ -446,6 +457,10 @@ class OffloadDev(Attribute):
     min_len = 8
     ifindex: int = 0
     flags: int = uint(8)
+
+    def _check(self) -> None:
+        if not -(1 << 31) <= self.ifindex < 1 << 31:
+            raise ValueError(f"ifindex {self.ifindex} is not an int32")
 
     def data(self) -> bytes:
         return _OFFLOAD.pack(self.ifindex, self.flags)

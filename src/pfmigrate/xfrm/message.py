@@ -59,6 +59,15 @@ FIXED: dict[int, type[CStruct]] = {
 ATTRIBUTES_ONLY = frozenset({MsgType.FLUSHPOLICY})
 
 
+def is_dump_request(msg_type: int, flags: int) -> bool:
+    """GETSA and GETPOLICY with a dump flag: attributes only (``xfrm_dump_sa`` reads its
+    filters right after the header)."""
+    return msg_type in (MsgType.GETSA, MsgType.GETPOLICY) and bool(flags & 0x300) and bool(flags & 0x1)
+
+
+_I32_RANGE = range(-(1 << 31), 1 << 31)
+
+
 def _align4(n: int) -> int:
     return (n + 3) & ~3
 
@@ -99,10 +108,14 @@ class XfrmMessage(NetlinkMessage):
     attrs: tuple[Attribute, ...] = ()
 
     def _check(self) -> None:
-        expected = FIXED.get(self.type)
-        if self.fixed is not None and (expected is None or builtins.type(self.fixed) is not expected):
-            want = expected.__name__ if expected else "no fixed struct"
-            raise ValueError(f"{self.type.label} carries {want}, not {builtins.type(self.fixed).__name__}")
+        if self.type not in FIXED and self.type not in ATTRIBUTES_ONLY:
+            raise ValueError(f"XFRM message type {self.type.label} has no known layout: use RawMessage")
+        expected = None if is_dump_request(self.type, self.flags) else FIXED.get(self.type)
+        if expected is None and self.fixed is not None:
+            raise ValueError(f"{self.type.label} with flags {self.flags:#x} carries no fixed struct")
+        if expected is not None and builtins.type(self.fixed) is not expected:
+            got = builtins.type(self.fixed).__name__ if self.fixed is not None else "nothing"
+            raise ValueError(f"{self.type.label} carries a {expected.__name__}, not {got}")
 
     def payload(self) -> bytes:
         head = b"" if self.fixed is None else self.fixed.pack()
@@ -141,6 +154,15 @@ class NetlinkError(NetlinkMessage):
     request_payload: bytes = b""
     extack: tuple[tuple[int, bytes], ...] = ()
 
+    def _check(self) -> None:
+        if self.error > 0 or self.error not in _I32_RANGE:
+            raise ValueError(f"nlmsgerr.error is 0 or a negative int32, not {self.error}")
+        if self.request_payload and len(self.request_payload) != self.request_length - 16:
+            raise ValueError("an echoed request is the whole request (request_length - 16 bytes) or nothing")
+        for kind, data in self.extack:
+            if not 0 <= kind <= 0xFFFF or len(data) > 0xFFFF - 4:
+                raise ValueError("an extended-ACK attribute has a u16 type and at most 65531 bytes")
+
     @property
     def errno(self) -> int:
         return -self.error
@@ -175,6 +197,10 @@ class NetlinkDone(NetlinkMessage):
     pid: int = uint(32)
     error: int = 0
 
+    def _check(self) -> None:
+        if self.error not in _I32_RANGE:
+            raise ValueError(f"NLMSG_DONE status {self.error} is not an int32")
+
     def payload(self) -> bytes:
         return _I32.pack(self.error)
 
@@ -194,9 +220,9 @@ class RawMessage(NetlinkMessage):
 
 
 def _decode_xfrm(r: Reader, mtype: int, flags: int, seq: int, pid: int) -> XfrmMessage:
-    cls = FIXED.get(mtype)
+    cls = None if is_dump_request(mtype, flags) else FIXED.get(mtype)
     fixed: CStruct | None = None
-    if cls is not None and r.remaining():
+    if cls is not None:
         if r.remaining() < cls.SIZE:
             raise r.error(f"{MsgType(mtype).label} needs a {cls.SIZE}-byte {cls.__name__}, has {r.remaining()} bytes")
         fixed = cls.unpack(r.take(cls.SIZE, cls.__name__))
@@ -209,10 +235,9 @@ def _decode_error(r: Reader, flags: int, seq: int, pid: int) -> NetlinkError:
     if error > 0:
         raise r.error(f"nlmsgerr.error is {error}: an error is 0 or negative", at=r.pos - 4)
     length, rtype, rflags, rseq, rpid = r.unpack(_HDR, "nlmsgerr.msg")
-    capped = bool(flags & 0x100) or (error == 0 and r.remaining() == 0)
     payload = b""
-    if not capped and length > 16:
-        payload = r.take(min(length - 16, r.remaining()), "the request echoed in nlmsgerr")
+    if not flags & 0x100 and length > 16 and r.remaining():  # the whole request is echoed unless capped
+        payload = r.take(length - 16, "the request echoed in nlmsgerr")
         r.skip(min(_align4(len(payload)) - len(payload), r.remaining()), "padding")
     extack: list[tuple[int, bytes]] = []
     while r.remaining() >= 4:

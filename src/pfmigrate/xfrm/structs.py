@@ -557,6 +557,10 @@ class EncapTmpl(CStruct):
     dport: int = uint(16, 4500)
     oa: bytes = bytes(16)
 
+    def _check(self) -> None:
+        if len(self.oa) != 16:
+            raise ValueError(f"encap_oa is an xfrm_address_t of 16 bytes, not {len(self.oa)}")
+
     def pack(self) -> bytes:
         return _ENCAP.pack(self.encap_type, htons(self.sport), htons(self.dport), self.oa)
 
