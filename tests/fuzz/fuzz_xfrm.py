@@ -48,6 +48,7 @@ from pfmigrate.xfrm import (
     NetlinkDone,
     NetlinkError,
     NetlinkMessage,
+    NlFlags,
     NlMsgType,
     OffloadDev,
     RawAddress,
@@ -70,7 +71,7 @@ from pfmigrate.xfrm import (
     decode,
 )
 from pfmigrate.xfrm.constants import CAPPED, XFRM_MAX_DEPTH
-from pfmigrate.xfrm.message import ATTRIBUTES_ONLY
+from pfmigrate.xfrm.message import ATTRIBUTES_ONLY, is_dump_request
 from pfmigrate.xfrm.structs import IPAddress
 
 _HDR = struct.Struct("=IHHII")
@@ -240,11 +241,14 @@ class Maker:
         rng = self.rng
         mtype = MsgType(rng.choice(_XFRM_TYPES))
         cls = FIXED.get(mtype)
-        if mtype in (MsgType.GETSA, MsgType.GETPOLICY) and rng.random() < 0.25:  # a dump request
-            return XfrmMessage(mtype, self.uint(16) | DUMP, self.uint(32), self.uint(32))
         attrs = tuple(self.attribute() for _ in range(rng.randrange(max_attrs + 1)))
+        if mtype in (MsgType.GETSA, MsgType.GETPOLICY) and rng.random() < 0.25:  # a dump request, with filters
+            return XfrmMessage(mtype, self.uint(16) | DUMP | NlFlags.REQUEST, self.uint(32), self.uint(32), None, attrs)
+        flags = self.uint(16)
+        if is_dump_request(mtype, flags):
+            flags &= ~DUMP
         result: XfrmMessage = self.build(
-            XfrmMessage, type=mtype, fixed=None if cls is None else self.value(cls), attrs=attrs
+            XfrmMessage, type=mtype, flags=flags, fixed=None if cls is None else self.value(cls), attrs=attrs
         )
         return result
 
