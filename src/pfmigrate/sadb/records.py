@@ -1,0 +1,267 @@
+"""What the engine stores for an SA and a policy, and how Linux writes them as PF_KEY.
+
+Addresses are kept as Linux keeps them, 16-byte ``xfrm_address_t`` values (IPv4 in the
+first 4 bytes) beside a family, so that the odd cases (a proxy address of the other
+family, say) come out byte for byte as Linux writes them. The encoders follow
+``pfkey_xfrm_state2msg`` and ``pfkey_xfrm_policy2msg``: extension order, which
+extensions appear when, and every field.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from socket import htons
+
+from pfmigrate._value import builder
+from pfmigrate.pfkey.constants import AF_INET, AF_INET6
+from pfmigrate.pfkey.extensions import (
+    SA,
+    SA2,
+    Address,
+    AddressDst,
+    AddressProxy,
+    AddressSrc,
+    Extension,
+    IPsecRequest,
+    KeyAuth,
+    KeyEncrypt,
+    LifetimeCurrent,
+    LifetimeHard,
+    LifetimeSoft,
+    NatTDport,
+    NatTSport,
+    NatTType,
+    Policy,
+    SecCtx,
+)
+from pfmigrate.pfkey.message import Message
+from pfmigrate.pfkey.sockaddr import SockAddr, sockaddr_from_wire
+from pfmigrate.sadb.algorithms import Algorithm
+
+# Replies are built without the constructors' checks: every number here is already in
+# range (and it is a hot path: every answer and broadcast goes through it).
+_SA, _SA2, _KEY_AUTH, _KEY_ENCRYPT = builder(SA), builder(SA2), builder(KeyAuth), builder(KeyEncrypt)
+_HARD, _SOFT, _CURRENT = builder(LifetimeHard), builder(LifetimeSoft), builder(LifetimeCurrent)
+_SRC, _DST, _PROXY = builder(AddressSrc), builder(AddressDst), builder(AddressProxy)
+_REQUEST, _POLICY, _MESSAGE = builder(IPsecRequest), builder(Policy), builder(Message)
+
+INF = (1 << 64) - 1
+ZERO = bytes(16)
+
+# XFRM modes and what PF_KEY reports for them.
+TRANSPORT, TUNNEL, BEET = 0, 1, 4
+MODE_TO_PFKEY = {TRANSPORT: 1, TUNNEL: 2, BEET: 3}
+MODE_FROM_PFKEY = {0: TRANSPORT, 1: TRANSPORT, 2: TUNNEL, 3: BEET}
+
+# XFRM state values (km.state) and their PF_KEY report.
+ACQ, VALID, ERROR, EXPIRED, DEAD = "acq", "valid", "error", "expired", "dead"
+
+PROTO_TO_SATYPE = {51: 2, 50: 3, 108: 9}
+
+_SIN = struct.Struct("=HH4s8x")
+_SIN6 = struct.Struct("=HHI16sI")
+
+
+def sockaddr(family: int, raw: bytes, port: int = 0) -> SockAddr:
+    """The Linux sockaddr Linux writes for an address of ``family`` (interned)."""
+    if family == AF_INET:
+        return sockaddr_from_wire(_SIN.pack(AF_INET, htons(port), raw[:4]), AF_INET)
+    return sockaddr_from_wire(_SIN6.pack(AF_INET6, htons(port), 0, raw, 0), AF_INET6)
+
+
+def host_bits(family: int) -> int:
+    return 32 if family == AF_INET else 128
+
+
+def same_address(a: bytes, b: bytes, family: int) -> bool:
+    return a[:4] == b[:4] if family == AF_INET else a == b
+
+
+def report_limit(value: int) -> int:
+    return 0 if value == INF else value
+
+
+@dataclass(slots=True)
+class SARecord:
+    """An ``xfrm_state`` as far as PF_KEY can see or set it."""
+
+    serial: int
+    family: int
+    daddr: bytes
+    saddr: bytes
+    spi: int
+    proto: int
+    mode: int = TRANSPORT
+    reqid: int = 0
+    replay_window: int = 0
+    flags: int = 0  # the sadb_sa_flags bits Linux keeps (NOECN, DECAP_DSCP, NOPMTUDISC)
+    sel_family: int = 0
+    sel_saddr: bytes = ZERO
+    sel_prefixlen_s: int = 0
+    sel_proto: int = 0
+    sel_sport: int = 0
+    aalg: Algorithm | None = None
+    akey: bytes = field(default=b"", repr=False)
+    akey_bits: int = 0
+    ealg: Algorithm | None = None
+    ekey: bytes = field(default=b"", repr=False)
+    ekey_bits: int = 0
+    calg: Algorithm | None = None
+    # soft/hard byte, soft/hard packet, soft/hard add, soft/hard use
+    lft: tuple[int, int, int, int, int, int, int, int] = (INF, INF, INF, INF, 0, 0, 0, 0)
+    cur_bytes: int = 0
+    cur_packets: int = 0
+    add_time: int = 0
+    use_time: int = 0
+    state: str = VALID
+    dying: bool = False
+    seq: int = 0  # km.seq
+    encap: tuple[int, int, int] | None = None  # type, sport, dport
+    sec_ctx: tuple[int, int, bytes] | None = None  # alg, doi, context
+
+    @property
+    def reported_state(self) -> int:
+        if self.state == VALID:
+            return 2 if self.dying else 1
+        return 0 if self.state == ACQ else 3
+
+
+def sa_extensions(sa: SARecord, *, keys: bool, hsc: int, state: int | None = None) -> list[Extension]:
+    """``pfkey_xfrm_state2msg``: hsc 3 for replies and dumps, 2 hard EXPIRE, 1 soft."""
+    family = sa.family
+    auth = sa.aalg.id if sa.aalg is not None else 0
+    encrypt = sa.calg.id if sa.calg is not None else sa.ealg.id if sa.ealg is not None else 0
+    lft = sa.lft
+    exts: list[Extension] = [
+        _SA(sa.spi, sa.replay_window, sa.reported_state if state is None else state, auth, encrypt, sa.flags)
+    ]
+    if hsc & 2:
+        exts.append(_HARD(report_limit(lft[3]) & 0xFFFFFFFF, report_limit(lft[1]), lft[5], lft[7]))
+    if hsc & 1:
+        exts.append(_SOFT(report_limit(lft[2]) & 0xFFFFFFFF, report_limit(lft[0]), lft[4], lft[6]))
+    exts.append(_CURRENT(sa.cur_packets & 0xFFFFFFFF, sa.cur_bytes, sa.add_time, sa.use_time))
+    bits = host_bits(family)
+    exts.append(_SRC(sockaddr(family, sa.saddr), bits, 0))
+    exts.append(_DST(sockaddr(family, sa.daddr), bits, 0))
+    if not same_address(sa.sel_saddr, sa.saddr, family):
+        proxy_proto = sa.sel_proto or 255
+        exts.append(_PROXY(sockaddr(family, sa.sel_saddr, sa.sel_sport), sa.sel_prefixlen_s, proxy_proto))
+    if keys and sa.aalg is not None and sa.akey_bits:
+        exts.append(_KEY_AUTH(sa.akey_bits, sa.akey))
+    if keys and sa.ealg is not None and sa.ekey_bits:
+        exts.append(_KEY_ENCRYPT(sa.ekey_bits, sa.ekey))
+    exts.append(_SA2(MODE_TO_PFKEY[sa.mode], 0, sa.reqid))
+    if sa.encap is not None and sa.encap[0]:
+        exts += [NatTType(sa.encap[0]), NatTSport(sa.encap[1]), NatTDport(sa.encap[2])]
+    if sa.sec_ctx is not None:
+        exts.append(SecCtx(*sa.sec_ctx))
+    return exts
+
+
+def sa_message(
+    sa: SARecord, msg_type: int, seq: int, pid: int, *, keys: bool = True, hsc: int = 3, state: int | None = None
+) -> bytes:
+    satype = PROTO_TO_SATYPE.get(sa.proto, 0)
+    exts = tuple(sa_extensions(sa, keys=keys, hsc=hsc, state=state))
+    message: Message = _MESSAGE(msg_type, satype, seq, pid, 0, exts, 0)
+    return message.encode()
+
+
+# --- policies -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """An ``xfrm_tmpl`` as PF_KEY sets it: addresses only for tunnel mode (BEET keeps
+    them but never reports them)."""
+
+    proto: int
+    mode: int
+    reqid: int
+    optional: bool
+    saddr: bytes = ZERO
+    daddr: bytes = ZERO
+    family: int = AF_INET6  # encap_family
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """The 56-byte ``xfrm_selector`` as PF_KEY fills it; equal selectors are equal bytes."""
+
+    family: int
+    daddr: bytes
+    saddr: bytes
+    prefixlen_d: int
+    prefixlen_s: int
+    proto: int  # 0: any
+    dport: int
+    sport: int
+
+
+@dataclass(slots=True)
+class PolicyRecord:
+    serial: int
+    index: int
+    dir: int  # XFRM: 0 in, 1 out, 2 fwd
+    selector: Selector
+    action: int = 0  # 0 allow, 1 block
+    priority: int = 0
+    templates: tuple[Template, ...] = ()
+    lft: tuple[int, int, int, int, int, int, int, int] = (INF, INF, INF, INF, 0, 0, 0, 0)
+    add_time: int = 0
+    use_time: int = 0
+    inserted: float = 0.0  # engine time of insertion: the 1-second timer's reference
+    sec_ctx: tuple[int, int, bytes] | None = None
+
+    def identity(self) -> tuple[object, ...]:
+        """What makes two policies "the same" (Linux: dir, type, selector bytes, context SID)."""
+        return (self.dir, self.selector, self.sec_ctx is not None)
+
+    def timer_pending(self, now: float) -> bool:
+        """Linux holds a reference while the policy's timer is pending: during the first
+        second, and always if the policy has add or use expiry times."""
+        return now - self.inserted < 1.0 or any(self.lft[4:])
+
+
+LEVEL_USE, LEVEL_REQUIRE, LEVEL_UNIQUE = 1, 2, 3
+
+
+def _request(t: Template) -> IPsecRequest:
+    level = LEVEL_USE if t.optional else LEVEL_UNIQUE if t.reqid else LEVEL_REQUIRE
+    src = dst = None
+    if t.mode == TUNNEL:
+        src, dst = sockaddr(t.family, t.saddr), sockaddr(t.family, t.daddr)
+    request: IPsecRequest = _REQUEST(t.proto, MODE_TO_PFKEY[t.mode], level, t.reqid, src, dst)
+    return request
+
+
+def policy_extensions(p: PolicyRecord) -> list[Extension]:
+    """``pfkey_xfrm_policy2msg``."""
+    sel = p.selector
+    proto = sel.proto or 255
+    lft = p.lft
+    ptype = 0 if p.action == 1 else 2 if p.templates else 1
+    exts: list[Extension] = [
+        _SRC(sockaddr(sel.family, sel.saddr, sel.sport), sel.prefixlen_s, proto),
+        _DST(sockaddr(sel.family, sel.daddr, sel.dport), sel.prefixlen_d, proto),
+        _HARD(report_limit(lft[3]) & 0xFFFFFFFF, report_limit(lft[1]), lft[5], lft[7]),
+        _SOFT(report_limit(lft[2]) & 0xFFFFFFFF, report_limit(lft[0]), lft[4], lft[6]),
+        _CURRENT(0, 0, p.add_time, p.use_time),
+        _POLICY(ptype, p.dir + 1, p.index, p.priority, tuple(map(_request, p.templates))),
+    ]
+    if p.sec_ctx is not None:
+        exts.append(SecCtx(*p.sec_ctx))
+    return exts
+
+
+def policy_message(p: PolicyRecord, msg_type: int, seq: int, pid: int, refcount: int) -> bytes:
+    message: Message = _MESSAGE(msg_type, 0, seq, pid, 0, tuple(policy_extensions(p)), refcount & 0xFFFF)
+    return message.encode()
+
+
+def address_ext(ext: Address) -> tuple[int, bytes, int]:
+    """(family, 16-byte address, port) of an address extension."""
+    sa = ext.address
+    raw = sa.address.packed
+    return (AF_INET if len(raw) == 4 else AF_INET6), raw + bytes(16 - len(raw)), sa.port
