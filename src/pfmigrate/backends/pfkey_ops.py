@@ -26,6 +26,7 @@ from pfmigrate.model import (
     Dir,
     Encap,
     Event,
+    EventsLost,
     ExpireEvent,
     KMAddress,
     Lifetime,
@@ -83,6 +84,7 @@ from pfmigrate.pfkey import (
 from pfmigrate.pfkey import (
     SAState as PfkeySAState,
 )
+from pfmigrate.pfkey.generation import generation_of
 
 T = TypeVar("T")
 # Linux sends an answer to every PF_KEY socket with the request's pid and seq: sequence
@@ -426,12 +428,12 @@ class _Migrate(_Reply[None]):
 
 
 class PfKeyOperations:
-    """``Operations`` for Linux ``af_key``."""
+    """``Operations`` for Linux ``af_key`` (and pfmigrate's engine, which speaks it too)."""
 
-    name = "linux-pfkey"
-
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, *, name: str = "linux-pfkey") -> None:
         self.pid = pid
+        self.name = name
+        self._generation: int | None = None  # the last broadcast generation seen (pfmigrate engines)
 
     def _stamp(self, msg: Message) -> Message:
         return Message(msg.type, msg.satype, next(_SEQUENCE), self.pid, 0, msg.extensions)
@@ -503,8 +505,22 @@ class PfKeyOperations:
 
     def events(self, raw: bytes) -> list[Event]:
         msg = decode(raw)
+        lost = self._gap(msg)
         if msg.errno or msg.pid != 0:
-            return []  # answers to requests, not announcements
+            return lost  # answers to requests, not announcements
+        return lost + self._event(msg)
+
+    def _gap(self, msg: Message) -> list[Event]:
+        """A pfmigrate engine numbers its broadcasts: a gap means some were lost."""
+        generation = generation_of(msg)
+        if generation is None:
+            return []
+        last, self._generation = self._generation, generation
+        if last is None or generation == last + 1:
+            return []
+        return [EventsLost(f"broadcasts {last + 1} to {generation - 1} did not arrive")]
+
+    def _event(self, msg: Message) -> list[Event]:
         if msg.type == MsgType.X_MIGRATE:
             return [MigrateEvent(migrate_from(msg))]
         if msg.type == MsgType.EXPIRE:

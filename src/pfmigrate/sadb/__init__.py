@@ -1,11 +1,23 @@
 """pfmigrate's own key engine: a SAD and SPD that speak PF_KEY as Linux does. No I/O."""
 
 from pfmigrate.pfkey.constants import MsgType
-from pfmigrate.sadb import migrate, spd
-from pfmigrate.sadb.engine import HANDLERS, Delivery, Engine, Outcome, generation_of
+from pfmigrate.pfkey.generation import generation_of
+from pfmigrate.sadb import migrate, sa, spd
+from pfmigrate.sadb.core import HANDLERS, Delivery, Outcome
+from pfmigrate.sadb.engine import Engine
 
 HANDLERS.update(
     {
+        MsgType.GETSPI: sa.handle_getspi,
+        MsgType.UPDATE: sa.handle_add_update,
+        MsgType.ADD: sa.handle_add_update,
+        MsgType.DELETE: sa.handle_delete,
+        MsgType.GET: sa.handle_get,
+        MsgType.ACQUIRE: sa.handle_acquire,
+        MsgType.REGISTER: sa.handle_register,
+        MsgType.FLUSH: sa.handle_flush,
+        MsgType.DUMP: sa.handle_dump,
+        MsgType.X_PROMISC: sa.handle_promisc,
         MsgType.X_SPDUPDATE: spd.handle_spdadd,
         MsgType.X_SPDADD: spd.handle_spdadd,
         MsgType.X_SPDSETIDX: spd.handle_spdadd,

@@ -24,12 +24,13 @@ from __future__ import annotations
 import errno
 import struct
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from pfmigrate._value import builder
 from pfmigrate.pfkey.constants import AF_INET, AF_INET6, MsgType
 from pfmigrate.pfkey.extensions import SA, AddressDst, AddressSrc, Extension, IPsecRequest, KMAddress, Policy
 from pfmigrate.pfkey.message import Message
-from pfmigrate.sadb.engine import ALL, Delivery, Engine, Request, _init_state, _larval_key
+from pfmigrate.sadb.core import ALL, ONE, Delivery, Request
 from pfmigrate.sadb.records import (
     ACQ,
     BEET,
@@ -45,8 +46,12 @@ from pfmigrate.sadb.records import (
     same_address,
     sockaddr,
 )
+from pfmigrate.sadb.sa import init_state, larval_key
 from pfmigrate.sadb.spd import parse_sockaddr_pair, policy_header, selector_of
 from pfmigrate.sadb.wire import Refused, extension
+
+if TYPE_CHECKING:
+    from pfmigrate.sadb.engine import Engine
 
 _REQUEST = struct.Struct("=HHBBHII")
 # The announcement is built without the constructors' checks: its numbers are in range.
@@ -154,12 +159,16 @@ def _template_matches(t: Template, m: Move, linux: bool) -> bool:
     if t.mode not in (TUNNEL, BEET):
         return True  # Linux: a transport template matches on mode, protocol and reqid alone
     if m.by_reqid and not linux:
-        return True
+        return not _at(t, m.new_saddr, m.new_daddr, m.new_family)
     return _at(t, m.old_saddr, m.old_daddr, m.old_family)
 
 
 def _at(t: Template, saddr: bytes, daddr: bytes, family: int) -> bool:
     return same_address(t.daddr, daddr, family) and same_address(t.saddr, saddr, family)
+
+
+def _sa_at(sa: SARecord, saddr: bytes, daddr: bytes, family: int) -> bool:
+    return sa.family == family and same_address(sa.daddr, daddr, family) and same_address(sa.saddr, saddr, family)
 
 
 def _already_moved(policy: PolicyRecord, moves: list[Move]) -> bool:
@@ -185,7 +194,7 @@ def _clone(engine: Engine, sa: SARecord, m: Move) -> SARecord:
         sa, serial=engine.next_serial(), family=m.new_family, daddr=m.new_daddr, saddr=m.new_saddr, dying=False
     )
     try:
-        _init_state(clone)  # a larval SA has no algorithms: it cannot be set up again
+        init_state(clone)  # a larval SA has no algorithms: it cannot be set up again
     except Refused:
         raise Refused(errno.ENODATA, "an SA to move cannot be rebuilt") from None
     return clone
@@ -195,7 +204,7 @@ def _insert_clone(engine: Engine, clone: SARecord, old: SARecord) -> None:
     if clone.daddr != old.daddr:
         if engine.sa_by_spi(clone.family, clone.daddr, clone.spi, clone.proto) is not None:
             raise Refused(errno.ENODATA, "the SPI is taken at the new destination")
-        larval = engine.sad.find("larval", _larval_key(replace(clone, state=ACQ, spi=0)))
+        larval = engine.sad.find("larval", larval_key(replace(clone, state=ACQ, spi=0)))
         if larval:
             engine.sad.delete(larval[-1].serial)
     engine.insert_sa(clone)
@@ -233,8 +242,11 @@ def handle_migrate(engine: Engine, req: Request, out: list[Delivery]) -> None:
         raise Refused(errno.ENOENT, "no policy with that selector and direction")
     policy = policies[0]
     with engine.db.transaction():
-        _move(engine, policy, moves, spi, linux)
-    engine.broadcast(out, announcement(selector, xdir, moves, kmaddress), ALL)
+        moved = _move(engine, policy, moves, spi, linux)
+    if moved:
+        engine.broadcast(out, announcement(selector, xdir, moves, kmaddress), ALL)
+    else:  # a retry: the sender hears success; the others heard it the first time
+        engine.broadcast(out, announcement(selector, xdir, moves, kmaddress), ONE, req.client, numbered=False)
 
 
 def _move(engine: Engine, policy: PolicyRecord, moves: list[Move], spi: int | None, linux: bool) -> bool:
@@ -242,6 +254,8 @@ def _move(engine: Engine, policy: PolicyRecord, moves: list[Move], spi: int | No
     olds: list[SARecord] = []
     for m in moves:
         found = _states(engine, m, spi)
+        if m.by_reqid and not linux:  # those at the new endpoints moved in an earlier try
+            found = [s for s in found if not _sa_at(s, m.new_saddr, m.new_daddr, m.new_family)]
         if not linux and len({s.reqid for s in found}) > 1:
             raise Refused(ENOTUNIQ, "the old endpoints name SAs of several reqids: give the reqid")
         chosen = found[:1] if linux else found
@@ -261,11 +275,12 @@ def _move(engine: Engine, policy: PolicyRecord, moves: list[Move], spi: int | No
         reqids = {t.reqid for t in policy.templates for m in moves if _template_matches(t, m, linux)}
         if any(not m.reqid for m in moves) and len(reqids) > 1:
             raise Refused(ENOTUNIQ, "the request matches templates of several reqids: give the reqid")
-    if not matched:
-        if not linux and not olds and _already_moved(policy, moves):
-            return False  # a retry of a MIGRATE that took effect: success, nothing to do
+    if matched:
+        engine.spd.put(policy.serial, replace(policy, templates=tuple(templates)))
+    elif linux or not _already_moved(policy, moves):
         raise Refused(errno.ENODATA, "no template of the policy has those old endpoints")
-    engine.spd.put(policy.serial, replace(policy, templates=tuple(templates)))
+    elif not olds:
+        return False  # a retry of a MIGRATE that took effect: success, nothing to do
     for sa in olds:
         engine.sad.delete(sa.serial)
     return True

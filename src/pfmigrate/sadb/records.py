@@ -78,6 +78,17 @@ def same_address(a: bytes, b: bytes, family: int) -> bool:
     return a[:4] == b[:4] if family == AF_INET else a == b
 
 
+def prefix_match(address: bytes, prefix: bytes, bits: int) -> bool:
+    """Whether the first ``bits`` bits of two addresses agree."""
+    whole, rest = divmod(bits, 8)
+    if address[:whole] != prefix[:whole]:
+        return False
+    if rest:
+        mask = (0xFF << (8 - rest)) & 0xFF
+        return address[whole] & mask == prefix[whole] & mask
+    return True
+
+
 def report_limit(value: int) -> int:
     return 0 if value == INF else value
 
@@ -217,6 +228,14 @@ class PolicyRecord:
     def identity(self) -> tuple[object, ...]:
         """What makes two policies "the same" (Linux: dir, type, selector bytes, context SID)."""
         return (self.dir, self.selector, self.sec_ctx is not None)
+
+    def exact_key(self) -> tuple[int, int, bytes, bytes] | None:
+        """A host-to-host selector's key for the outbound lookup, else ``None``."""
+        sel = self.selector
+        bits = host_bits(sel.family)
+        if sel.prefixlen_d != bits or sel.prefixlen_s != bits:
+            return None
+        return (self.dir, sel.family, sel.daddr, sel.saddr)
 
     def timer_pending(self, now: float) -> bool:
         """Linux holds a reference while the policy's timer is pending: during the first

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import errno
 import struct
+from typing import TYPE_CHECKING
 
 from pfmigrate.pfkey.constants import AF_INET, AF_INET6, MsgType
 from pfmigrate.pfkey.extensions import AddressDst, AddressSrc, LifetimeHard, LifetimeSoft
-from pfmigrate.sadb.engine import ALL, ONE, Delivery, Engine, Request, _header_only, _sec_ctx
+from pfmigrate.sadb.core import ALL, ONE, Delivery, Request, header_only
 from pfmigrate.sadb.records import (
     INF,
     MODE_FROM_PFKEY,
@@ -25,7 +26,11 @@ from pfmigrate.sadb.records import (
     address_ext,
     policy_message,
 )
+from pfmigrate.sadb.sa import security_context
 from pfmigrate.sadb.wire import Refused, extension
+
+if TYPE_CHECKING:
+    from pfmigrate.sadb.engine import Engine
 
 _POLICY = struct.Struct("=HHHBBII")
 _REQUEST = struct.Struct("=HHBBHII")
@@ -162,7 +167,7 @@ def handle_spdadd(engine: Engine, req: Request, out: list[Delivery]) -> None:
     if ptype > 2:
         raise Refused(errno.EINVAL, f"policy type {ptype}")
     xdir = _direction(direction)
-    sec_ctx = _sec_ctx(req)
+    sec_ctx = security_context(req)
     lft = _lifetimes(req)
     templates = parse_templates(engine, requests, direction, selector.family) if ptype == 2 else ()
     policy = PolicyRecord(
@@ -189,7 +194,7 @@ def handle_spddelete(engine: Engine, req: Request, out: list[Delivery]) -> None:
     selector = selector_of(req)
     _, direction, _, _, _ = policy_header(req)
     xdir = _direction(direction)
-    sec_ctx = _sec_ctx(req)
+    sec_ctx = security_context(req)
     found = engine.spd.find("identity", (xdir, selector, sec_ctx is not None))
     if not found:
         raise Refused(errno.ENOENT, "no such policy")
@@ -231,6 +236,6 @@ def handle_spdflush(engine: Engine, req: Request, out: list[Delivery]) -> None:
     with engine.db.transaction():
         for policy in doomed:
             engine.spd.delete(policy.serial)
-    engine.broadcast(out, _header_only(req.header), ONE, req.client)
+    engine.broadcast(out, header_only(req.header), ONE, req.client)
     if doomed:
-        engine.broadcast(out, _header_only(req.header, satype=0), ALL)
+        engine.broadcast(out, header_only(req.header, satype=0), ALL)

@@ -1,0 +1,263 @@
+"""The in-process backend passes what the Linux backends pass, with no kernel at all.
+
+The same scenarios as ``tests/kernel/test_backends_linux.py`` run on pfmigrate's own
+engine behind the key-engine interface, in both semantics: Linux's and pfmigrate's.
+Time is a fake clock, so lifetimes expire when the test says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from ipaddress import ip_address
+
+import pytest
+
+from pfmigrate.backends.inprocess import Hub, open_inprocess, open_inprocess_async
+from pfmigrate.engine import KeyEngine, KeyEngineError
+from pfmigrate.model import (
+    ESP,
+    MH,
+    AcquireEvent,
+    Algorithm,
+    Dir,
+    Event,
+    EventsLost,
+    ExpireEvent,
+    IPAddress,
+    KMAddress,
+    Lifetime,
+    MigrateBundle,
+    MigrateEvent,
+    MigrateRequest,
+    Mode,
+    Policy,
+    SecurityAssociation,
+    Selector,
+    Template,
+)
+from pfmigrate.sadb import Engine
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
+
+HOA, HA, OLD, NEW = (ip_address(a) for a in (HOME_ADDRESS, HOME_AGENT, OLD_COA, NEW_COA))
+AUTH = Algorithm("hmac(sha256)", bytes(range(32)), 96)
+ENC = Algorithm("cbc(aes)", bytes(range(100, 116)))
+LIFETIME = Lifetime(soft_add=3000, hard_add=3600)
+OUT_SELECTOR = Selector.host(HOME_ADDRESS, HOME_AGENT, MH)
+IN_SELECTOR = Selector.host(HOME_AGENT, HOME_ADDRESS, MH)
+START = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tunnel_sa(spi: int, src: IPAddress, dst: IPAddress, reqid: int = 0) -> SecurityAssociation:
+    return SecurityAssociation(src, dst, spi, ESP, Mode.TUNNEL, reqid, AUTH, ENC, replay_window=32, lifetime=LIFETIME)
+
+
+def mn_policies(coa: IPAddress, reqid: int = 0) -> list[Policy]:
+    return [
+        Policy(OUT_SELECTOR, Dir.OUT, (Template(ESP, Mode.TUNNEL, coa, HA, reqid),)),
+        Policy(IN_SELECTOR, Dir.IN, (Template(ESP, Mode.TUNNEL, HA, coa, reqid),)),
+    ]
+
+
+def mn_migrates() -> list[MigrateRequest]:
+    kma = KMAddress(NEW, HA)
+    return [
+        MigrateRequest(OUT_SELECTOR, Dir.OUT, (MigrateBundle(OLD, HA, NEW, HA),), kma),
+        MigrateRequest(IN_SELECTOR, Dir.IN, (MigrateBundle(HA, OLD, HA, NEW),), kma),
+    ]
+
+
+def without_index(policies: list[Policy]) -> list[Policy]:
+    stripped = (Policy(p.selector, p.dir, p.templates, p.action, p.priority) for p in policies)
+    return sorted(stripped, key=lambda p: (p.dir.value, str(p.selector)))
+
+
+@pytest.fixture(params=["linux", "pfmigrate"])
+def hub(request: pytest.FixtureRequest) -> Hub:
+    return Hub(Engine(semantics=request.param), clock=Clock())
+
+
+@pytest.fixture
+def engine(hub: Hub) -> Iterator[KeyEngine]:
+    opened = open_inprocess(hub, timeout=1.0)
+    yield opened
+    opened.close()
+
+
+def wait_for(engine: KeyEngine, kind: type) -> Event:
+    for _ in range(20):
+        for event in engine.next_events(0.0):
+            if isinstance(event, kind):
+                return event
+    raise AssertionError(f"no {kind.__name__}")
+
+
+def test_the_seed_scenario_moves_the_sas_and_rewrites_the_policies(engine: KeyEngine) -> None:
+    engine.add_sa(tunnel_sa(0x1000, OLD, HA))
+    engine.add_sa(tunnel_sa(0x1001, HA, OLD))
+    for policy in mn_policies(OLD):
+        added = engine.add_policy(policy)
+        assert added.index != 0
+        assert without_index([added]) == [policy]
+    for request in mn_migrates():
+        engine.migrate(request)
+    assert sorted(engine.dump_sas(), key=lambda sa: sa.spi) == [tunnel_sa(0x1000, NEW, HA), tunnel_sa(0x1001, HA, NEW)]
+    assert without_index(engine.dump_policies()) == without_index(mn_policies(NEW))
+
+
+def test_two_clients_of_one_hub_see_one_state(hub: Hub, engine: KeyEngine) -> None:
+    other = open_inprocess(hub)
+    spi = engine.allocate_spi(OLD_COA, HOME_AGENT, ESP, spi_range=(0x2000, 0x2FFF))
+    assert 0x2000 <= spi <= 0x2FFF
+    engine.update_sa(tunnel_sa(spi, OLD, HA))
+    assert other.get_sa(HOME_AGENT, spi, ESP) == tunnel_sa(spi, OLD, HA)
+    engine.delete_sa(HOME_AGENT, spi, ESP)
+    with pytest.raises(KeyEngineError) as gone:
+        other.get_sa(HOME_AGENT, spi, ESP)
+    assert gone.value.errno == 3  # ESRCH
+    out_policy = mn_policies(OLD)[0]
+    engine.add_policy(out_policy)
+    with pytest.raises(KeyEngineError) as exists:
+        engine.add_policy(out_policy)
+    assert exists.value.errno == 17  # EEXIST
+    updated = engine.update_policy(Policy(out_policy.selector, out_policy.dir, out_policy.templates, priority=7))
+    assert other.get_policy(OUT_SELECTOR, Dir.OUT) == updated
+    engine.delete_policy(OUT_SELECTOR, Dir.OUT)
+    assert other.dump_policies() == []
+    other.close()
+
+
+def test_migrate_errors_come_back_with_linux_errnos(hub: Hub, engine: KeyEngine) -> None:
+    request = mn_migrates()[0]
+    with pytest.raises(KeyEngineError) as no_policy:
+        engine.migrate(request)
+    assert no_policy.value.errno == 2  # ENOENT
+    engine.add_policy(Policy(OUT_SELECTOR, Dir.OUT, (Template(ESP, Mode.TUNNEL, HOA, HA),)))  # other endpoints
+    with pytest.raises(KeyEngineError) as stale:
+        engine.migrate(request)
+    assert stale.value.errno == 61  # ENODATA
+
+
+def test_a_repeated_migrate_fails_on_linux_and_is_a_no_op_for_pfmigrate(hub: Hub, engine: KeyEngine) -> None:
+    engine.add_sa(tunnel_sa(0x1000, OLD, HA))
+    engine.add_policy(mn_policies(OLD)[0])
+    request = mn_migrates()[0]
+    engine.migrate(request)
+    before = (engine.dump_sas(), engine.dump_policies())
+    if hub.engine.semantics == "linux":
+        with pytest.raises(KeyEngineError) as stale:
+            engine.migrate(request)
+        assert stale.value.errno == 61  # ENODATA: the reply was lost, and so is the retry
+    else:
+        engine.migrate(request)
+    assert (engine.dump_sas(), engine.dump_policies()) == before
+
+
+def test_a_migrate_is_announced_to_every_listener(hub: Hub, engine: KeyEngine) -> None:
+    listeners = [open_inprocess(hub) for _ in range(2)]
+    for listener in listeners:
+        listener.subscribe()
+    engine.add_policy(mn_policies(OLD)[0])
+    engine.migrate(mn_migrates()[0])
+    for listener in listeners:
+        event = wait_for(listener, MigrateEvent)
+        assert isinstance(event, MigrateEvent)
+        assert event.request == mn_migrates()[0]
+        listener.close()
+
+
+def test_lifetimes_expire_on_the_hubs_clock(hub: Hub, engine: KeyEngine) -> None:
+    assert isinstance(hub.clock, Clock)
+    engine.subscribe()
+    engine.add_sa(SecurityAssociation(OLD, HA, 0x4000, auth=AUTH, enc=ENC, lifetime=Lifetime(soft_add=10, hard_add=20)))
+    assert engine.next_events(0.0) == []
+    hub.clock.now = START + 10
+    soft = wait_for(engine, ExpireEvent)
+    assert isinstance(soft, ExpireEvent)
+    assert (soft.sa.spi, soft.hard) == (0x4000, False)
+    hub.clock.now = START + 20
+    hard = wait_for(engine, ExpireEvent)
+    assert isinstance(hard, ExpireEvent)
+    assert hard.hard
+    assert engine.dump_sas() == []
+
+
+def test_an_outgoing_packet_without_an_sa_asks_the_key_managers(hub: Hub, engine: KeyEngine) -> None:
+    engine.subscribe()
+    engine.add_policy(mn_policies(OLD, reqid=5)[0])
+    assert hub.outgoing(HOME_ADDRESS, HOME_AGENT, proto=MH) == 11  # EAGAIN: no SA yet
+    acquire = wait_for(engine, AcquireEvent)
+    assert isinstance(acquire, AcquireEvent)
+    assert (acquire.src, acquire.dst, acquire.proto) == (OLD, HA, ESP)
+
+
+def test_asyncio_use(hub: Hub) -> None:
+    async def scenario() -> list[SecurityAssociation]:
+        engine = open_inprocess_async(hub)
+        try:
+            await engine.add_sa(tunnel_sa(0x5000, OLD, HA))
+            await engine.add_policy(mn_policies(OLD)[0])
+            await engine.migrate(mn_migrates()[0])
+            return await engine.dump_sas()
+        finally:
+            engine.close()
+
+    assert asyncio.run(scenario()) == [tunnel_sa(0x5000, NEW, HA)]
+
+
+def test_a_listener_in_another_thread_wakes_on_a_broadcast(hub: Hub, engine: KeyEngine) -> None:
+    listener = open_inprocess(hub)
+    listener.subscribe()
+    heard: list[Event] = []
+
+    def listen() -> None:
+        for _ in range(3):  # the SPDADD's answer, then the MIGRATE
+            heard.extend(listener.next_events(5.0))
+            if any(isinstance(event, MigrateEvent) for event in heard):
+                return
+
+    thread = threading.Thread(target=listen)
+    thread.start()
+    time.sleep(0.05)  # let it block first
+    engine.add_policy(mn_policies(OLD)[0])
+    engine.migrate(mn_migrates()[0])
+    thread.join(10.0)
+    assert [type(event) for event in heard] == [MigrateEvent]
+    listener.close()
+
+
+def test_a_full_queue_is_reported_as_lost_events() -> None:
+    hub = Hub(Engine(), clock=Clock(), queue_limit=2)
+    engine, listener = open_inprocess(hub), open_inprocess(hub)
+    listener.subscribe()
+    for spi in range(0x100, 0x105):
+        engine.add_sa(tunnel_sa(spi, OLD, HA))
+    events = listener.next_events(0.0)
+    assert len(events) == 1
+    assert isinstance(events[0], EventsLost)
+
+
+def test_a_gap_in_generation_numbers_is_reported_as_lost_events() -> None:
+    hub = Hub(Engine(), clock=Clock())
+    engine, listener = open_inprocess(hub), open_inprocess(hub)
+    listener.subscribe()
+    engine.add_sa(tunnel_sa(0x100, OLD, HA))
+    assert listener.next_events(0.0) == []  # an ADD is no event, but its number is noted
+    engine.add_sa(tunnel_sa(0x101, OLD, HA))
+    events_client = max(hub.queues)  # the newest client: the listener's event channel
+    hub.drain(events_client)  # the listener missed the second ADD ...
+    engine.add_policy(mn_policies(OLD)[0])
+    events = listener.next_events(0.0)  # ... and sees the third one's number skip
+    assert len(events) == 1
+    assert isinstance(events[0], EventsLost)
+    assert "did not arrive" in events[0].reason
