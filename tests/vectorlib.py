@@ -26,8 +26,8 @@ def zero_address_padding(raw: bytes) -> bytes:
     pos, end = 16, min(len(raw), struct.unpack_from("=H", raw, 4)[0] * 8)
     while pos + 4 <= end:
         length, exttype = _EXT.unpack_from(raw, pos)
-        if length == 0:
-            break
+        if length == 0 or pos + length * 8 > end:
+            break  # a malformed message (a promiscuous copy of a bad request): leave the rest
         if exttype in _ADDRESS_TYPES and length == 5 and struct.unpack_from("=H", raw, pos + 8)[0] == _AF_INET6:
             out[pos + 36 : pos + 40] = bytes(4)
         pos += length * 8

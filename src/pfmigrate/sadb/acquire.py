@@ -56,7 +56,7 @@ def flow_policy(
     for policy in candidates:
         if not _selector_match(policy.selector, family, saddr, daddr, proto, sport, dport):
             continue
-        if best is None or (policy.priority, policy.serial) < (best.priority, best.serial):
+        if best is None or policy.rank < best.rank:
             best = policy
     return best
 
@@ -117,16 +117,17 @@ def _resolve(
     """``xfrm_state_find``: the best valid SA for the template, else maybe an ACQUIRE."""
     best: SARecord | None = None
     pending = failed = False
-    candidates = engine.sad.find("dst", (remote, local, template.reqid, family))
-    if local != ZERO:
-        candidates += engine.sad.find("dst", (remote, ZERO, template.reqid, family))
+    candidates = engine.chain_order(engine.sad.find("dst", (remote, local, template.reqid, family)), "dst")
+    if local != ZERO:  # then those bound to any source
+        candidates += engine.chain_order(engine.sad.find("dst", (remote, ZERO, template.reqid, family)), "dst")
     for sa in candidates:
         if sa.mode != template.mode or sa.proto != template.proto:
             continue
         if sa.state == VALID:
             if not _sa_selector_match(sa, flow):
                 continue
-            if best is None or (not sa.dying, sa.add_time, sa.serial) > (not best.dying, best.add_time, best.serial):
+            # ``xfrm_state_look_at``: not dying beats dying, then the newest; a tie keeps the first
+            if best is None or (best.dying, sa.add_time) > (sa.dying, best.add_time):
                 best = sa
         elif sa.state == ACQ:
             pending = True

@@ -46,7 +46,7 @@ AUTH: tuple[Algorithm, ...] = (
 )
 #: Encryption, in Linux's table order.
 ENCRYPT: tuple[Algorithm, ...] = (
-    Algorithm(11, "ecb(cipher_null)", 0, 0, 0),
+    Algorithm(11, "ecb(cipher_null)", 0, 0, 0, accepts=_sizes(0)),
     Algorithm(2, "cbc(des)", 8, 64, 64, accepts=_sizes(8)),
     Algorithm(3, "cbc(des3_ede)", 8, 192, 192, accepts=_sizes(24)),
     Algorithm(6, "cbc(cast5)", 8, 40, 128, accepts=_between(5, 16)),

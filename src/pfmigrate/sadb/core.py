@@ -28,8 +28,12 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """What one request caused: ``send()``'s errno and the messages delivered. When the
+    request was refused, ``reason`` says why (PF_KEY itself carries only the errno)."""
+
     send_errno: int
     deliveries: tuple[Delivery, ...]
+    reason: str = ""
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pfmigrate.pfkey.constants import AF_INET, AF_INET6
 from pfmigrate.pfkey.generation import with_generation
 from pfmigrate.sadb import acquire, lifetimes
+from pfmigrate.sadb.chains import Chains
 from pfmigrate.sadb.core import (
     ALL,
     HANDLERS,
@@ -46,6 +47,7 @@ class Engine:
         if semantics not in ("linux", "pfmigrate"):
             raise ValueError(f"semantics is 'linux' or 'pfmigrate', not {semantics!r}")
         self.semantics = semantics
+        self.linux = semantics == "linux"  # copy Linux's faults too
         self.rng = rng or random.Random()
         self.clients: dict[int, Client] = {}
         self._next_client = 0
@@ -81,6 +83,7 @@ class Engine:
         self.timers: list[tuple[int, int]] = []  # a heap of (deadline, SA serial)
         self._deadlines: dict[int, int] = {}  # the live entry of each SA in the heap
         self.journal: Callable[[list[Change]], None] | None = None
+        self.chains = Chains() if self.linux else None  # the order Linux meets SAs in
         self.db.on_commit = self._committed
         self.idx_generator = 0
         self.gen_reqid = 0x3FFF
@@ -135,8 +138,9 @@ class Engine:
         try:
             _, mtype, _, satype, _, _, seq, pid = check_base(data)
         except Refused as refused:
-            return Outcome(refused.errno, ())
+            return Outcome(refused.errno, (), str(refused))
         out: list[Delivery] = []
+        reason = ""
         self.broadcast(out, data, PROMISC_ONLY)  # the raw request, before anything is checked
         try:
             request = Request(client, data, mtype, satype, seq, pid, split(data), now)
@@ -146,13 +150,34 @@ class Engine:
             handler(self, request, out)
         except Refused as refused:
             self.broadcast(out, header_only(data[:16], errno_=refused.errno), ONE, client)
-        return Outcome(0, tuple(out))
+            reason = str(refused)
+        self._settle()
+        return Outcome(0, tuple(out), reason)
 
     # --- SA helpers ---------------------------------------------------------------------------------
 
     def sa_by_spi(self, family: int, daddr: bytes, spi: int, proto: int) -> SARecord | None:
         found = self.sad.find("spi", (daddr, spi, proto, family))
-        return found[-1] if found else None
+        if not found:
+            return None
+        return found[-1] if len(found) == 1 else self.chain_order(found, "spi")[0]
+
+    def chain_order(self, rows: list[SARecord], table: str) -> list[SARecord]:
+        """SAs that share a key in the order Linux finds them (Linux semantics), else
+        newest first."""
+        if self.chains is not None:
+            return self.chains.order(rows, table)
+        return sorted(rows, key=lambda sa: sa.serial, reverse=True)
+
+    def acquire_by_seq(self, seq: int) -> SARecord | None:
+        """``__xfrm_find_acq_byseq``: the first larval waiting for ``seq`` on a walk of
+        the tables."""
+        found = [sa for sa in self.sad.find("seq", seq) if sa.state == ACQ]
+        if not found:
+            return None
+        if self.chains is not None:
+            return self.chains.walk_order(found)[0]
+        return found[-1]
 
     def insert_sa(self, sa: SARecord) -> None:
         self.sad.put(sa.serial, sa)
@@ -172,6 +197,7 @@ class Engine:
             if sa is not None:
                 lifetimes.run_timer(self, sa, now, out)
                 self._schedule(self.sad.get(serial))
+        self._settle()
         return tuple(out)
 
     def next_deadline(self) -> int | None:
@@ -190,6 +216,7 @@ class Engine:
             return Outcome(errno.ESRCH, ())
         out: list[Delivery] = []
         carried = lifetimes.account(self, sa, nbytes, now, out)
+        self._settle()
         return Outcome(0 if carried else errno.EINVAL, tuple(out))
 
     def outgoing(
@@ -207,9 +234,17 @@ class Engine:
             raise ValueError(f"{src} and {dst} are of different families")
         out: list[Delivery] = []
         sent = acquire.outgoing(self, (family, saddr, daddr, proto, sport, dport), nbytes, now, out)
+        self._settle()
         return Outcome(sent, tuple(out))
 
+    def _settle(self) -> None:
+        """What Linux does once a request is over: a table resize it made due."""
+        if self.chains is not None:
+            self.chains.resize_if_due()
+
     def _committed(self, changes: list[Change]) -> None:
+        if self.chains is not None:
+            self.chains.apply(changes)
         for change in changes:
             if change.table == "sad" and change.row is not None:
                 self._schedule(change.row)

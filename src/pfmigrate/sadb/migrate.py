@@ -120,13 +120,20 @@ def parse_moves(raw: bytes) -> list[Move]:
     return moves
 
 
-def _check_moves(moves: list[Move], direction: int) -> None:
-    """Stage 0 of ``xfrm_migrate``."""
+def _check_moves(moves: list[Move], direction: int, linux: bool) -> None:
+    """Stage 0 of ``xfrm_migrate``.
+
+    Linux's duplicate check compares whole 16-byte addresses of which ``pfkey_migrate``
+    fills only 4 for IPv4, the rest being stack garbage: it never sees an IPv4
+    duplicate. With Linux semantics neither does the engine.
+    """
     seen = set()
     for m in moves:
         if m.new_daddr == ZERO or m.new_saddr == ZERO:
             raise Refused(errno.EINVAL, "new endpoints cannot be unspecified")
         key = (m.old_daddr, m.old_saddr, m.proto, m.mode, m.reqid, m.old_family)
+        if linux and m.old_family == AF_INET:
+            continue
         if key in seen:
             raise Refused(errno.EINVAL, "the same bundle twice")
         seen.add(key)
@@ -135,22 +142,25 @@ def _check_moves(moves: list[Move], direction: int) -> None:
 
 
 def _states(engine: Engine, m: Move, spi: int | None) -> list[SARecord]:
-    """The SAs entry ``m`` names, newest first (Linux takes the first)."""
-    if m.by_reqid and engine.semantics == "pfmigrate":
+    """The SAs entry ``m`` names, in Linux's chain order (Linux takes the first)."""
+    if m.by_reqid and not engine.linux:
         found = engine.sad.find("reqid", m.reqid)
-        return [s for s in reversed(found) if s.mode == m.mode and s.proto == m.proto and (spi is None or s.spi == spi)]
-    if m.reqid:
-        chain = engine.sad.find("dst", (m.old_daddr, m.old_saddr, m.reqid, m.old_family))
+        table = "dst"
+    elif m.reqid:
+        found = engine.sad.find("dst", (m.old_daddr, m.old_saddr, m.reqid, m.old_family))
+        table = "dst"
     else:
-        chain = engine.sad.find("src", (m.old_daddr, m.old_saddr, m.old_family))
-    return [
+        found = engine.sad.find("src", (m.old_daddr, m.old_saddr, m.old_family))
+        table = "src"
+    matching = [
         s
-        for s in reversed(chain)
+        for s in found
         if s.mode == m.mode
         and s.proto == m.proto
         and (not m.reqid or s.reqid == m.reqid)
         and (spi is None or s.spi == spi)
     ]
+    return engine.chain_order(matching, table)
 
 
 def _template_matches(t: Template, m: Move, linux: bool) -> bool:
@@ -229,7 +239,7 @@ def handle_migrate(engine: Engine, req: Request, out: list[Delivery]) -> None:
     selector = selector_of(req)
     moves = parse_moves(requests)
     xdir = (direction - 1) & 0xFF
-    _check_moves(moves, xdir)
+    _check_moves(moves, xdir, linux)
     spi = None
     if not linux and 1 in exts:
         sa_ext = extension(exts, SA)
@@ -240,7 +250,7 @@ def handle_migrate(engine: Engine, req: Request, out: list[Delivery]) -> None:
     )
     if not policies:
         raise Refused(errno.ENOENT, "no policy with that selector and direction")
-    policy = policies[0]
+    policy = min(policies, key=lambda p: p.rank)  # security contexts do not matter here
     with engine.db.transaction():
         moved = _move(engine, policy, moves, spi, linux)
     if moved:
@@ -264,8 +274,9 @@ def _move(engine: Engine, policy: PolicyRecord, moves: list[Move], spi: int | No
             olds.append(sa)
     templates = list(policy.templates)
     matched = 0
-    for i, t in enumerate(templates):
-        for m in moves:
+    for i in range(len(templates)):
+        for m in moves:  # a template a move has rewritten is matched against the next move as it is now
+            t = templates[i]
             if not _template_matches(t, m, linux):
                 continue
             matched += 1
@@ -282,7 +293,8 @@ def _move(engine: Engine, policy: PolicyRecord, moves: list[Move], spi: int | No
     elif not olds:
         return False  # a retry of a MIGRATE that took effect: success, nothing to do
     for sa in olds:
-        engine.sad.delete(sa.serial)
+        if sa.serial in engine.sad:  # (Linux: an IPv4 bundle given twice names one SA twice)
+            engine.sad.delete(sa.serial)
     return True
 
 

@@ -224,6 +224,14 @@ class PolicyRecord:
     use_time: int = 0
     inserted: float = 0.0  # engine time of insertion: the 1-second timer's reference
     sec_ctx: tuple[int, int, bytes] | None = None
+    # Lookups prefer the lowest priority, then the lowest position: Linux's order in its
+    # hash chains. A replacement of the same priority keeps its place; otherwise it goes
+    # after the policies of its priority, as a new one does.
+    position: int = 0
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        return (self.priority, self.position)
 
     def identity(self) -> tuple[object, ...]:
         """What makes two policies "the same" (Linux: dir, type, selector bytes, context SID)."""
@@ -274,9 +282,39 @@ def policy_extensions(p: PolicyRecord) -> list[Extension]:
     return exts
 
 
-def policy_message(p: PolicyRecord, msg_type: int, seq: int, pid: int, refcount: int) -> bytes:
+def policy_message(
+    p: PolicyRecord, msg_type: int, seq: int, pid: int, refcount: int, *, linux_length: bool = False
+) -> bytes:
+    """``pfkey_xfrm_policy2msg``; ``linux_length`` copies its length bug (below)."""
     message: Message = _MESSAGE(msg_type, 0, seq, pid, 0, tuple(policy_extensions(p)), refcount & 0xFFFF)
-    return message.encode()
+    data = message.encode()
+    if linux_length:
+        wrong = len(data) + _length_error(p)
+        if wrong != len(data):
+            data = data[:4] + (wrong // 8 & 0xFFFF).to_bytes(2, "little") + data[6:]
+    return data
+
+
+_SOCKADDR_LEN = {AF_INET: 16, AF_INET6: 28}
+
+
+def _length_error(p: PolicyRecord) -> int:
+    """How far off Linux's ``sadb_msg_len`` is for this policy, in bytes.
+
+    Linux sizes the message with two sockaddrs of each template's family, then for each
+    transport template (which carries none) takes off two sockaddrs of the family of
+    the last *tunnel* template before it. When that family is not the policy's, the
+    header's length is 24 bytes off while the bytes themselves are right.
+    """
+    own = _SOCKADDR_LEN.get(p.selector.family, 28)
+    last = own
+    error = 0
+    for t in p.templates:
+        if t.mode == TUNNEL:
+            last = _SOCKADDR_LEN.get(t.family, 28)
+        else:
+            error += 2 * own - 2 * last
+    return error
 
 
 def address_ext(ext: Address) -> tuple[int, bytes, int]:

@@ -194,13 +194,15 @@ def init_state(sa: SARecord) -> None:
 
 
 def _find_larval(engine: Engine, req: Request, sa: SARecord) -> SARecord | None:
-    """The larval SA an ADD or UPDATE retires: by acquire seq, else by addresses."""
+    """The larval SA an ADD or UPDATE retires (``xfrm_state_add``): the first waiting for
+    the request's seq if it is for the same protocol and destination, else one waiting
+    for these addresses."""
     if req.seq:
-        for found in reversed(engine.sad.find("seq", req.seq)):
-            if found.state == ACQ and found.proto == sa.proto and found.daddr == sa.daddr:
-                return found
-    matches = engine.sad.find("larval", (sa.mode, sa.reqid, sa.family, sa.proto, sa.daddr, sa.saddr))
-    return matches[-1] if matches else None
+        first = engine.acquire_by_seq(req.seq)
+        if first is not None and first.proto == sa.proto and first.daddr == sa.daddr:
+            return first
+    found = engine.sad.find("larval", (sa.mode, sa.reqid, sa.family, sa.proto, sa.daddr, sa.saddr))
+    return engine.chain_order(found, "dst")[0] if found else None
 
 
 def handle_add_update(engine: Engine, req: Request, out: list[Delivery]) -> None:
@@ -273,14 +275,14 @@ def handle_getspi(engine: Engine, req: Request, out: list[Delivery]) -> None:
         mode, reqid = found_mode, sa2.reqid
     larval = None
     if req.seq:
-        by_seq = [s for s in engine.sad.find("seq", req.seq) if s.state == ACQ]
-        if by_seq and by_seq[-1].daddr == daddr:
-            larval = by_seq[-1]
+        larval = engine.acquire_by_seq(req.seq)
+        if larval is not None and larval.daddr != daddr:
+            larval = None
     with engine.db.transaction():  # the larval stays even if the range is refused below, as in Linux
         if larval is None:
             found = engine.sad.find("larval", (mode, reqid, family, proto, daddr, saddr))
             if found:
-                larval = found[-1]
+                larval = engine.chain_order(found, "dst")[0]
             else:
                 larval = SARecord(
                     engine.next_serial(), family, daddr, saddr, 0, proto, mode, reqid, sel_family=0,
@@ -324,11 +326,10 @@ def handle_acquire(engine: Engine, req: Request, out: list[Delivery]) -> None:
         raise Refused(errno.EOPNOTSUPP, "ACQUIRE from a user carries no extensions")
     if not req.seq or not req.data[2]:
         return
-    for sa in engine.sad.find("seq", req.seq):
-        if sa.state == ACQ:
-            with engine.db.transaction():
-                engine.sad.put(sa.serial, replace(sa, state=ERROR))
-            return
+    sa = engine.acquire_by_seq(req.seq)
+    if sa is not None:
+        with engine.db.transaction():
+            engine.sad.put(sa.serial, replace(sa, state=ERROR))
 
 
 _SUPPORTED_AUTH = SupportedAuth(tuple(Alg(a.id, a.ivlen, a.minbits, a.maxbits) for a in algorithms.AUTH))

@@ -128,6 +128,10 @@ def parse_templates(engine: Engine, raw: bytes, direction: int, family: int) -> 
     return tuple(templates)
 
 
+def _message(engine: Engine, policy: PolicyRecord, msg_type: int, seq: int, pid: int, refcount: int) -> bytes:
+    return policy_message(policy, msg_type, seq, pid, refcount, linux_length=engine.linux)
+
+
 def _gen_index(engine: Engine, direction: int) -> int:
     while True:
         index = engine.idx_generator | direction
@@ -170,22 +174,26 @@ def handle_spdadd(engine: Engine, req: Request, out: list[Delivery]) -> None:
     sec_ctx = security_context(req)
     lft = _lifetimes(req)
     templates = parse_templates(engine, requests, direction, selector.family) if ptype == 2 else ()
+    serial = engine.next_serial()
     policy = PolicyRecord(
-        engine.next_serial(), 0, xdir, selector, 1 if ptype == 0 else 0, priority, templates, lft,
-        int(req.now), 0, req.now, sec_ctx,
+        serial, 0, xdir, selector, 1 if ptype == 0 else 0, priority, templates, lft, int(req.now), 0, req.now,
+        sec_ctx, serial,
     )  # fmt: skip
     with engine.db.transaction():
         same = engine.spd.find("identity", policy.identity())
         if same:
             if req.type != MsgType.X_SPDUPDATE:
                 raise Refused(errno.EEXIST, "that policy exists")
-            policy.index = same[-1].index
-            engine.spd.delete(same[-1].serial)
+            replaced = same[-1]
+            policy.index = replaced.index
+            if replaced.priority == priority:
+                policy.position = replaced.position
+            engine.spd.delete(replaced.serial)
         else:
             policy.index = _gen_index(engine, xdir)
         engine.spd.put(policy.serial, policy)
     reply = MsgType.X_SPDUPDATE if req.type == MsgType.X_SPDUPDATE else MsgType.X_SPDADD
-    engine.broadcast(out, policy_message(policy, reply, req.seq, req.pid, 3), ALL)
+    engine.broadcast(out, _message(engine, policy, reply, req.seq, req.pid, 3), ALL)
 
 
 def handle_spddelete(engine: Engine, req: Request, out: list[Delivery]) -> None:
@@ -200,7 +208,7 @@ def handle_spddelete(engine: Engine, req: Request, out: list[Delivery]) -> None:
         raise Refused(errno.ENOENT, "no such policy")
     with engine.db.transaction():
         engine.spd.delete(found[-1].serial)
-    engine.broadcast(out, policy_message(found[-1], MsgType.X_SPDDELETE, req.seq, req.pid, 1), ALL)
+    engine.broadcast(out, _message(engine, found[-1], MsgType.X_SPDDELETE, req.seq, req.pid, 1), ALL)
 
 
 def handle_spdget(engine: Engine, req: Request, out: list[Delivery]) -> None:
@@ -214,11 +222,11 @@ def handle_spdget(engine: Engine, req: Request, out: list[Delivery]) -> None:
     policy = found[-1]
     if req.type == MsgType.X_SPDGET:
         refcount = 2 + policy.timer_pending(req.now)
-        engine.broadcast(out, policy_message(policy, MsgType.X_SPDGET, req.seq, req.pid, refcount), ONE, req.client)
+        engine.broadcast(out, _message(engine, policy, MsgType.X_SPDGET, req.seq, req.pid, refcount), ONE, req.client)
         return
     with engine.db.transaction():
         engine.spd.delete(policy.serial)
-    engine.broadcast(out, policy_message(policy, MsgType.X_SPDDELETE2, req.seq, req.pid, 1), ALL)
+    engine.broadcast(out, _message(engine, policy, MsgType.X_SPDDELETE2, req.seq, req.pid, 1), ALL)
 
 
 def handle_spddump(engine: Engine, req: Request, out: list[Delivery]) -> None:
@@ -228,7 +236,7 @@ def handle_spddump(engine: Engine, req: Request, out: list[Delivery]) -> None:
     for i, policy in enumerate(entries):
         seq = 0 if i == len(entries) - 1 else i + 1
         refcount = 1 + policy.timer_pending(req.now)
-        engine.broadcast(out, policy_message(policy, MsgType.X_SPDDUMP, seq, req.pid, refcount), ONE, req.client)
+        engine.broadcast(out, _message(engine, policy, MsgType.X_SPDDUMP, seq, req.pid, refcount), ONE, req.client)
 
 
 def handle_spdflush(engine: Engine, req: Request, out: list[Delivery]) -> None:

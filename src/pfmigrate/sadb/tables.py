@@ -158,6 +158,19 @@ class Table(Generic[K, V]):
         for key in list(self.rows):
             self.delete(key)
 
+    def verify(self) -> None:
+        """Check that every index holds exactly what its function gives for the rows."""
+        for name, key_of in self._key_of.items():
+            expected: dict[Hashable, dict[K, None]] = {}
+            for key, row in self.rows.items():
+                ikey = key_of(row)
+                if ikey is not None:
+                    expected.setdefault(ikey, {})[key] = None
+            actual = {ikey: dict.fromkeys(sorted(keys, key=repr)) for ikey, keys in self._indexes[name].items()}
+            wanted = {ikey: dict.fromkeys(sorted(keys, key=repr)) for ikey, keys in expected.items()}
+            if actual != wanted:
+                raise AssertionError(f"index {name!r} of table {self.name!r} does not match its rows")
+
     # --- undo steps (no journal, no undo of their own) ---
 
     def _remove(self, key: K, row: V) -> None:
