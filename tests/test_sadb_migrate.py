@@ -26,8 +26,9 @@ from pfmigrate.pfkey import (
     decode,
 )
 from pfmigrate.pfkey.generation import generation_of
-from pfmigrate.seed import HOME_AGENT, NEW_COA, OLD_COA
+from pfmigrate.seed import HOME_AGENT, NEW_COA, OLD_COA, seed_migrate
 from tests.sadb_box import Box, esp_sa, mh_policy, migrate, sa_key
+from tests.vectorlib import load_vectors, zero_address_padding
 
 ENOTUNIQ = 76
 
@@ -194,3 +195,14 @@ def test_linux_sends_a_wrong_length_for_policies_mixing_families_and_pfmigrate_d
         assert stated == len(answer) + 24  # Linux's arithmetic, copied
     else:
         assert stated == len(answer)
+
+
+@pytest.mark.parametrize("kmaddress", [True, False])
+def test_the_announcement_is_the_bytes_linux_sent_for_the_seed(kmaddress: bool) -> None:
+    """The vectors were captured from Linux 6.1 after the seed's MIGRATE (tests/vectors)."""
+    name = "migrate_broadcast_kmaddress" if kmaddress else "migrate_broadcast"
+    [vector] = [v for v in load_vectors() if v["name"] == name]
+    box = Box("linux")
+    mobile_node(box)
+    outcome = box.send(seed_migrate(kmaddress=kmaddress))
+    assert outcome.deliveries[0].data.hex() == zero_address_padding(bytes.fromhex(vector["hex"])).hex()

@@ -37,6 +37,7 @@ from pfmigrate.sadb.records import (
     Template,
     host_bits,
     prefix_match,
+    sa_selector,
     sockaddr,
 )
 
@@ -117,9 +118,9 @@ def _resolve(
     """``xfrm_state_find``: the best valid SA for the template, else maybe an ACQUIRE."""
     best: SARecord | None = None
     pending = failed = False
-    candidates = engine.chain_order(engine.sad.find("dst", (remote, local, template.reqid, family)), "dst")
+    candidates = engine.sas_between(remote, local, family, template.reqid)
     if local != ZERO:  # then those bound to any source
-        candidates += engine.chain_order(engine.sad.find("dst", (remote, ZERO, template.reqid, family)), "dst")
+        candidates += engine.sas_between(remote, ZERO, family, template.reqid)
     for sa in candidates:
         if sa.mode != template.mode or sa.proto != template.proto:
             continue
@@ -144,10 +145,10 @@ def _sa_selector_match(sa: SARecord, flow: tuple[int, bytes, bytes, int, int, in
     """An SA made through PF_KEY selects on its source (the PROXY address) only."""
     family, saddr, _, proto, sport, _ = flow
     return (
-        sa.sel_family == family
-        and prefix_match(saddr, sa.sel_saddr, sa.sel_prefixlen_s)
-        and (not sa.sel_proto or sa.sel_proto == proto)
-        and (not sa.sel_sport or sa.sel_sport == sport)
+        sa.sel[0] == family
+        and prefix_match(saddr, sa.sel[1], sa.sel[2])
+        and (not sa.sel[3] or sa.sel[3] == proto)
+        and (not sa.sel[4] or sa.sel[4] == sport)
     )
 
 
@@ -167,8 +168,8 @@ def _acquire(
     flow_family, flow_saddr, _, flow_proto, flow_sport, _ = flow
     larval = SARecord(
         engine.next_serial(), family, remote, local, 0, template.proto, template.mode, template.reqid,
-        sel_family=flow_family, sel_saddr=flow_saddr, sel_prefixlen_s=host_bits(flow_family), sel_proto=flow_proto,
-        sel_sport=flow_sport, state=ACQ, add_time=int(now), lft=(INF, INF, INF, INF, 0, ACQ_EXPIRES, 0, 0),
+        sel=sa_selector(flow_family, flow_saddr, host_bits(flow_family), flow_proto, flow_sport),
+        state=ACQ, add_time=int(now), lft=(INF, INF, INF, INF, 0, ACQ_EXPIRES, 0, 0),
         seq=engine.acqseq,
     )  # fmt: skip
     with engine.db.transaction():

@@ -39,6 +39,9 @@ from pfmigrate.sadb.records import ACQ, PolicyRecord, SARecord
 from pfmigrate.sadb.tables import Change, Database, Table
 from pfmigrate.sadb.wire import Refused, check_base, split
 
+_SERIAL_BITS = 40
+_SERIAL_MASK = (1 << _SERIAL_BITS) - 1
+
 
 class Engine:
     """A SAD and SPD with Linux's PF_KEY semantics (see the module docstring)."""
@@ -58,9 +61,8 @@ class Engine:
             self.db,
             {
                 "spi": lambda sa: (sa.daddr, sa.spi, sa.proto, sa.family) if sa.spi else None,
-                "dst": lambda sa: (sa.daddr, sa.saddr, sa.reqid, sa.family),
                 "src": lambda sa: (sa.daddr, sa.saddr, sa.family),
-                "seq": lambda sa: sa.seq or None,
+                "seq": lambda sa: sa.seq if sa.state == ACQ and sa.seq else None,  # larvals by ACQUIRE seq
                 "larval": lambda sa: (
                     (sa.mode, sa.reqid, sa.family, sa.proto, sa.daddr, sa.saddr)
                     if sa.state == ACQ and not sa.spi
@@ -80,8 +82,10 @@ class Engine:
                 "inexact": lambda p: None if p.exact_key() else p.dir,
             },
         )
-        self.timers: list[tuple[int, int]] = []  # a heap of (deadline, SA serial)
-        self._deadlines: dict[int, int] = {}  # the live entry of each SA in the heap
+        # The SA timers: a heap of deadline << 40 | SA serial (an int is smaller than a
+        # tuple, and there may be a million). An entry may be stale: each is checked
+        # against the SA when it comes up (``_due``).
+        self.timers: list[int] = []
         self.journal: Callable[[list[Change]], None] | None = None
         self.chains = Chains() if self.linux else None  # the order Linux meets SAs in
         self.db.on_commit = self._committed
@@ -162,6 +166,11 @@ class Engine:
             return None
         return found[-1] if len(found) == 1 else self.chain_order(found, "spi")[0]
 
+    def sas_between(self, daddr: bytes, saddr: bytes, family: int, reqid: int) -> list[SARecord]:
+        """The SAs from ``saddr`` to ``daddr`` with ``reqid``, as Linux's bydst chain meets them."""
+        found = [sa for sa in self.sad.find("src", (daddr, saddr, family)) if sa.reqid == reqid]
+        return self.chain_order(found, "dst")
+
     def chain_order(self, rows: list[SARecord], table: str) -> list[SARecord]:
         """SAs that share a key in the order Linux finds them (Linux semantics), else
         newest first."""
@@ -187,24 +196,35 @@ class Engine:
     def tick(self, now: float) -> tuple[Delivery, ...]:
         """Run the lifetime timers due by ``now``: the soft and hard EXPIREs they send."""
         out: list[Delivery] = []
-        timers = self.timers
-        while timers and timers[0][0] <= now:
-            due, serial = heapq.heappop(timers)
-            if self._deadlines.get(serial) != due:
-                continue  # superseded by a later schedule for the same SA
-            del self._deadlines[serial]
-            sa = self.sad.get(serial)
-            if sa is not None:
-                lifetimes.run_timer(self, sa, now, out)
-                self._schedule(self.sad.get(serial))
+        while (sa := self._due(now)) is not None:
+            lifetimes.run_timer(self, sa, now, out)
+            self._push(self.sad.get(sa.serial))  # its next deadline, if it lives on
         self._settle()
         return tuple(out)
 
     def next_deadline(self) -> int | None:
         """When ``tick`` next has work, if ever (for a shell's sleep)."""
-        while self.timers and self._deadlines.get(self.timers[0][1]) != self.timers[0][0]:
-            heapq.heappop(self.timers)
-        return self.timers[0][0] if self.timers else None
+        self._due(None)
+        return self.timers[0] >> _SERIAL_BITS if self.timers else None
+
+    def _due(self, now: float | None) -> SARecord | None:
+        """Drop stale heap entries; then the SA whose deadline has come by ``now``, taken
+        off the heap (with ``now`` None, nothing is taken)."""
+        timers = self.timers
+        while timers:
+            entry = timers[0]
+            due, serial = entry >> _SERIAL_BITS, entry & _SERIAL_MASK
+            sa = self.sad.get(serial)
+            current = lifetimes.deadline(sa) if sa is not None else None
+            if current == due:
+                if now is None or due > now:
+                    return None
+                heapq.heappop(timers)
+                return sa
+            heapq.heappop(timers)  # stale: the SA is gone, or its deadline moved
+            if current is not None and current > due:
+                heapq.heappush(timers, current << _SERIAL_BITS | serial)
+        return None
 
     def account(self, daddr: str, spi: int, proto: int, nbytes: int, now: float) -> Outcome:
         """One packet of ``nbytes`` through the SA (``daddr``, ``spi``, ``proto``): the
@@ -247,19 +267,18 @@ class Engine:
             self.chains.apply(changes)
         for change in changes:
             if change.table == "sad" and change.row is not None:
-                self._schedule(change.row)
+                # A later deadline is found when the earlier one comes up; an earlier one
+                # needs an entry of its own.
+                due = lifetimes.deadline(change.row)
+                before = lifetimes.deadline(change.before) if change.before is not None else None
+                if due is not None and (before is None or due < before):
+                    heapq.heappush(self.timers, due << _SERIAL_BITS | change.key)
         if self.journal is not None:
             self.journal(changes)
 
-    def _schedule(self, sa: SARecord | None) -> None:
-        if sa is None:
-            return
-        due = lifetimes.deadline(sa)
-        if due is None:
-            self._deadlines.pop(sa.serial, None)
-        elif self._deadlines.get(sa.serial) != due:
-            self._deadlines[sa.serial] = due
-            heapq.heappush(self.timers, (due, sa.serial))
+    def _push(self, sa: SARecord | None) -> None:
+        if sa is not None and (due := lifetimes.deadline(sa)) is not None:
+            heapq.heappush(self.timers, due << _SERIAL_BITS | sa.serial)
 
 
 # --- SA requests -------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ deletes it without a message), and the engine keeps it, as the docs say.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pfmigrate.pfkey.constants import MsgType
@@ -68,7 +67,7 @@ def run_timer(engine: Engine, sa: SARecord, now: float, out: list[Delivery]) -> 
 
 
 def expire_soft(engine: Engine, sa: SARecord, out: list[Delivery]) -> None:
-    dying = replace(sa, dying=True)
+    dying = sa.but(dying=True)
     with engine.db.transaction():
         engine.sad.put(sa.serial, dying)
     engine.broadcast(out, sa_message(dying, MsgType.EXPIRE, 0, 0, keys=False, hsc=SOFT), REGISTERED)
@@ -78,7 +77,7 @@ def expire_hard(engine: Engine, sa: SARecord, out: list[Delivery]) -> None:
     """Delete the SA without a DELETE message and announce a hard EXPIRE."""
     with engine.db.transaction():
         engine.sad.delete(sa.serial)
-    gone = replace(sa, state=DEAD)
+    gone = sa.but(state=DEAD)
     engine.broadcast(out, sa_message(gone, MsgType.EXPIRE, 0, 0, keys=False, hsc=HARD), REGISTERED)
 
 
@@ -95,9 +94,7 @@ def account(engine: Engine, sa: SARecord, nbytes: int, now: float, out: list[Del
     if sa.cur_bytes >= hard_bytes or sa.cur_packets >= hard_packets:
         expire_hard(engine, sa, out)
         return False
-    counted = replace(
-        sa, use_time=sa.use_time or int(now), cur_bytes=sa.cur_bytes + nbytes, cur_packets=sa.cur_packets + 1
-    )
+    counted = sa.but(use_time=sa.use_time or int(now), cur_bytes=sa.cur_bytes + nbytes, cur_packets=sa.cur_packets + 1)
     soft = not sa.dying and (sa.cur_bytes >= soft_bytes or sa.cur_packets >= soft_packets)
     if soft:
         counted.dying = True
@@ -105,7 +102,7 @@ def account(engine: Engine, sa: SARecord, nbytes: int, now: float, out: list[Del
         engine.sad.put(sa.serial, counted)
     if soft:
         # Linux sends it before the packet is counted: the counters it shows are the old ones.
-        shown = replace(sa, use_time=counted.use_time, dying=True)
+        shown = sa.but(use_time=counted.use_time, dying=True)
         engine.broadcast(out, sa_message(shown, MsgType.EXPIRE, 0, 0, keys=False, hsc=SOFT), REGISTERED)
     return True
 

@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import errno
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pfmigrate._value import builder
 from pfmigrate.pfkey.constants import AF_INET, AF_INET6, MsgType
-from pfmigrate.pfkey.extensions import SA, AddressDst, AddressSrc, Extension, IPsecRequest, KMAddress, Policy
-from pfmigrate.pfkey.message import Message
+from pfmigrate.pfkey.extensions import SA
 from pfmigrate.sadb.core import ALL, ONE, Delivery, Request
 from pfmigrate.sadb.records import (
-    ACQ,
     BEET,
     MODE_FROM_PFKEY,
     MODE_TO_PFKEY,
@@ -44,9 +41,9 @@ from pfmigrate.sadb.records import (
     Selector,
     Template,
     same_address,
-    sockaddr,
+    sockaddr_bytes,
 )
-from pfmigrate.sadb.sa import init_state, larval_key
+from pfmigrate.sadb.sa import find_larval, init_state
 from pfmigrate.sadb.spd import parse_sockaddr_pair, policy_header, selector_of
 from pfmigrate.sadb.wire import Refused, extension
 
@@ -54,9 +51,6 @@ if TYPE_CHECKING:
     from pfmigrate.sadb.engine import Engine
 
 _REQUEST = struct.Struct("=HHBBHII")
-# The announcement is built without the constructors' checks: its numbers are in range.
-_KMADDRESS, _SRC, _DST = builder(KMAddress), builder(AddressSrc), builder(AddressDst)
-_REQUEST_EXT, _POLICY, _MESSAGE = builder(IPsecRequest), builder(Policy), builder(Message)
 XFRM_MAX_DEPTH = 6
 ENOTUNIQ = errno.ENOTUNIQ
 
@@ -146,12 +140,9 @@ def _states(engine: Engine, m: Move, spi: int | None) -> list[SARecord]:
     if m.by_reqid and not engine.linux:
         found = engine.sad.find("reqid", m.reqid)
         table = "dst"
-    elif m.reqid:
-        found = engine.sad.find("dst", (m.old_daddr, m.old_saddr, m.reqid, m.old_family))
-        table = "dst"
-    else:
+    else:  # Linux looks in the bydst chains when a reqid is given, else in the bysrc ones
         found = engine.sad.find("src", (m.old_daddr, m.old_saddr, m.old_family))
-        table = "src"
+        table = "dst" if m.reqid else "src"
     matching = [
         s
         for s in found
@@ -200,9 +191,7 @@ def _already_moved(policy: PolicyRecord, moves: list[Move]) -> bool:
 
 
 def _clone(engine: Engine, sa: SARecord, m: Move) -> SARecord:
-    clone = replace(
-        sa, serial=engine.next_serial(), family=m.new_family, daddr=m.new_daddr, saddr=m.new_saddr, dying=False
-    )
+    clone = sa.but(serial=engine.next_serial(), family=m.new_family, daddr=m.new_daddr, saddr=m.new_saddr, dying=False)
     try:
         init_state(clone)  # a larval SA has no algorithms: it cannot be set up again
     except Refused:
@@ -211,12 +200,16 @@ def _clone(engine: Engine, sa: SARecord, m: Move) -> SARecord:
 
 
 def _insert_clone(engine: Engine, clone: SARecord, old: SARecord) -> None:
+    """``xfrm_state_add`` when the destination changes (which checks the SPI and retires
+    a larval SA), else ``xfrm_state_insert`` (which does neither)."""
     if clone.daddr != old.daddr:
         if engine.sa_by_spi(clone.family, clone.daddr, clone.spi, clone.proto) is not None:
             raise Refused(errno.ENODATA, "the SPI is taken at the new destination")
-        larval = engine.sad.find("larval", larval_key(replace(clone, state=ACQ, spi=0)))
-        if larval:
-            engine.sad.delete(larval[-1].serial)
+        retired = find_larval(engine, clone)
+        engine.insert_sa(clone)
+        if retired is not None:
+            engine.sad.delete(retired.serial)
+        return
     engine.insert_sa(clone)
 
 
@@ -281,13 +274,13 @@ def _move(engine: Engine, policy: PolicyRecord, moves: list[Move], spi: int | No
                 continue
             matched += 1
             if t.mode in (TUNNEL, BEET):
-                templates[i] = replace(t, saddr=m.new_saddr, daddr=m.new_daddr, family=m.new_family)
+                templates[i] = Template(t.proto, t.mode, t.reqid, t.optional, m.new_saddr, m.new_daddr, m.new_family)
     if not linux:
         reqids = {t.reqid for t in policy.templates for m in moves if _template_matches(t, m, linux)}
         if any(not m.reqid for m in moves) and len(reqids) > 1:
             raise Refused(ENOTUNIQ, "the request matches templates of several reqids: give the reqid")
     if matched:
-        engine.spd.put(policy.serial, replace(policy, templates=tuple(templates)))
+        engine.spd.put(policy.serial, policy.but(templates=tuple(templates)))
     elif linux or not _already_moved(policy, moves):
         raise Refused(errno.ENODATA, "no template of the policy has those old endpoints")
     elif not olds:
@@ -302,26 +295,45 @@ def announcement(
     selector: Selector, xdir: int, moves: list[Move], kmaddress: tuple[tuple[int, bytes, bytes], int] | None
 ) -> bytes:
     """``pfkey_send_migrate``: KMADDRESS, SRC, DST (the selector, raw protocol, no ports),
-    X_POLICY with each old/new pair; seq and pid 0."""
-    exts: list[Extension] = []
+    X_POLICY with each old/new pair; seq and pid 0. Packed directly: it goes out with
+    every MIGRATE, and building it through the codec's value objects costs more than
+    the move itself."""
+    parts: list[bytes] = []
     if kmaddress is not None:
         (family, local, remote), reserved = kmaddress
-        exts.append(_KMADDRESS(sockaddr(family, local), sockaddr(family, remote), reserved))
+        pair = _pad(sockaddr_bytes(family, local) + sockaddr_bytes(family, remote))
+        parts.append(_KMADDRESS_HEAD.pack(1 + len(pair) // 8, 25, reserved) + pair)
     family = selector.family
-    exts.append(_SRC(sockaddr(family, selector.saddr), selector.prefixlen_s, selector.proto))
-    exts.append(_DST(sockaddr(family, selector.daddr), selector.prefixlen_d, selector.proto))
-    requests = []
+    for exttype, address, prefixlen in (
+        (5, selector.saddr, selector.prefixlen_s),
+        (6, selector.daddr, selector.prefixlen_d),
+    ):
+        sockaddr = _pad(sockaddr_bytes(family, address))
+        parts.append(_ADDRESS_HEAD.pack(1 + len(sockaddr) // 8, exttype, selector.proto, prefixlen, 0) + sockaddr)
+    requests: list[bytes] = []
     for m in moves:
         level, mode = (3 if m.reqid else 2), MODE_TO_PFKEY[m.mode]
-        old = (sockaddr(m.old_family, m.old_saddr), sockaddr(m.old_family, m.old_daddr))
-        new = (sockaddr(m.new_family, m.new_saddr), sockaddr(m.new_family, m.new_daddr))
-        requests += [
-            _REQUEST_EXT(m.proto, mode, level, m.reqid, *old),
-            _REQUEST_EXT(m.proto, mode, level, m.reqid, *new),
-        ]
-    exts.append(_POLICY(2, xdir + 1, 0, 0, tuple(requests)))
-    message: Message = _MESSAGE(MsgType.X_MIGRATE, PROTO_TO_SATYPE.get(moves[0].proto, 0), 0, 0, 0, tuple(exts), 0)
-    return message.encode()
+        for family, saddr, daddr in (
+            (m.old_family, m.old_saddr, m.old_daddr),
+            (m.new_family, m.new_saddr, m.new_daddr),
+        ):
+            pair = _pad(sockaddr_bytes(family, saddr) + sockaddr_bytes(family, daddr))
+            requests.append(_REQUEST.pack(_REQUEST.size + len(pair), m.proto, mode, level, 0, m.reqid, 0) + pair)
+    body = b"".join(requests)
+    parts.append(_POLICY_HEAD.pack(2 + len(body) // 8, 18, 2, xdir + 1, 0, 0, 0) + body)
+    exts = b"".join(parts)
+    satype = PROTO_TO_SATYPE.get(moves[0].proto, 0)
+    return _HEADER.pack(2, MsgType.X_MIGRATE, 0, satype, 2 + len(exts) // 8, 0, 0, 0) + exts
+
+
+def _pad(raw: bytes) -> bytes:
+    return raw + bytes(-len(raw) % 8)
+
+
+_HEADER = struct.Struct("=BBBBHHII")
+_KMADDRESS_HEAD = struct.Struct("=HHI")
+_ADDRESS_HEAD = struct.Struct("=HHBBH")
+_POLICY_HEAD = struct.Struct("=HHHBBII")
 
 
 __all__ = ["handle_migrate", "parse_moves"]

@@ -5,16 +5,13 @@ X_PROMISC, as Linux 6.1 ``af_key`` and ``xfrm_state`` handle them.
 from __future__ import annotations
 
 import errno
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pfmigrate.pfkey.constants import AF_INET, AF_INET6, MsgType, SAType
 from pfmigrate.pfkey.extensions import (
     SA,
     SA2,
-    AddressDst,
     AddressProxy,
-    AddressSrc,
     Alg,
     Filter,
     KeyAuth,
@@ -46,18 +43,12 @@ from pfmigrate.sadb.records import (
     host_bits,
     prefix_match,
     sa_message,
+    sa_selector,
 )
-from pfmigrate.sadb.wire import Refused, extension
+from pfmigrate.sadb.wire import Refused, address_raw, extension
 
 if TYPE_CHECKING:
     from pfmigrate.sadb.engine import Engine
-
-
-def larval_key(sa: SARecord) -> tuple[int, int, int, int, bytes, bytes] | None:
-    """How ``__find_acq_core`` finds a larval SA still waiting for its SPI."""
-    if sa.state != ACQ or sa.spi:
-        return None
-    return (sa.mode, sa.reqid, sa.family, sa.proto, sa.daddr, sa.saddr)
 
 
 def _addresses(req: Request) -> tuple[int, bytes, bytes, int]:
@@ -68,12 +59,9 @@ def _addresses(req: Request) -> tuple[int, bytes, bytes, int]:
     s_family, d_family = int.from_bytes(src[8:10], "little"), int.from_bytes(dst[8:10], "little")
     if s_family != d_family or s_family not in (AF_INET, AF_INET6):
         raise Refused(errno.EINVAL, "SRC and DST are of different or unknown families")
-    src_ext, dst_ext = extension(req.exts, AddressSrc), extension(req.exts, AddressDst)
-    assert src_ext is not None
-    assert dst_ext is not None
-    family, saddr, _ = address_ext(src_ext)
-    _, daddr, _ = address_ext(dst_ext)
-    return family, saddr, daddr, src_ext.proto
+    family, saddr, _, _, proto = address_raw(src)
+    _, daddr, _, _, _ = address_raw(dst)
+    return family, saddr, daddr, proto
 
 
 def _limit(value: int) -> int:
@@ -156,10 +144,10 @@ def state_from_request(engine: Engine, req: Request) -> SARecord:
         record.mode, record.reqid = mode, sa2.reqid
     proxy = extension(exts, AddressProxy)
     if proxy is not None:
-        record.sel_family, record.sel_saddr, _ = address_ext(proxy)
-        record.sel_prefixlen_s = proxy.prefixlen
-    if not record.sel_family:
-        record.sel_family = family
+        sel_family, sel_saddr, _ = address_ext(proxy)
+        record.sel = sa_selector(sel_family, sel_saddr, proxy.prefixlen)
+    else:
+        record.sel = sa_selector(family)
     nat = extension(exts, NatTType)
     if nat is not None:
         sport, dport = extension(exts, NatTSport), extension(exts, NatTDport)
@@ -171,7 +159,7 @@ def state_from_request(engine: Engine, req: Request) -> SARecord:
 
 def init_state(sa: SARecord) -> None:
     """``xfrm_init_state`` with the ESP, AH and IPComp set-up checks."""
-    if sa.sel_family != sa.family and sa.mode not in (TUNNEL, 4):
+    if sa.sel[0] != sa.family and sa.mode not in (TUNNEL, 4):
         raise Refused(errno.EPROTONOSUPPORT, "a selector of another family needs tunnel mode")
     if sa.proto == 255:
         raise Refused(errno.EPROTONOSUPPORT, "no transform for protocol 255")
@@ -193,12 +181,12 @@ def init_state(sa: SARecord) -> None:
     sa.state = VALID
 
 
-def _find_larval(engine: Engine, req: Request, sa: SARecord) -> SARecord | None:
-    """The larval SA an ADD or UPDATE retires (``xfrm_state_add``): the first waiting for
-    the request's seq if it is for the same protocol and destination, else one waiting
-    for these addresses."""
-    if req.seq:
-        first = engine.acquire_by_seq(req.seq)
+def find_larval(engine: Engine, sa: SARecord) -> SARecord | None:
+    """The larval SA that adding ``sa`` retires (``xfrm_state_add``): the first waiting
+    for its seq if it is for the same protocol and destination, else one waiting for
+    these addresses."""
+    if sa.seq:
+        first = engine.acquire_by_seq(sa.seq)
         if first is not None and first.proto == sa.proto and first.daddr == sa.daddr:
             return first
     found = engine.sad.find("larval", (sa.mode, sa.reqid, sa.family, sa.proto, sa.daddr, sa.saddr))
@@ -213,7 +201,7 @@ def handle_add_update(engine: Engine, req: Request, out: list[Delivery]) -> None
         if req.type == MsgType.ADD:
             if old is not None:
                 raise Refused(errno.EEXIST, "that SA exists")
-            retired = _find_larval(engine, req, sa)
+            retired = find_larval(engine, sa)
             engine.insert_sa(sa)
             if retired is not None:
                 engine.sad.delete(retired.serial)
@@ -228,7 +216,7 @@ def handle_add_update(engine: Engine, req: Request, out: list[Delivery]) -> None
                     old.encap and sa.encap and old.encap[0] != sa.encap[0]
                 ):
                     raise Refused(errno.EINVAL, "an update cannot add, drop or change the encapsulation type")
-                engine.sad.put(old.serial, replace(old, lft=sa.lft, dying=False, encap=sa.encap or old.encap))
+                engine.sad.put(old.serial, old.but(lft=sa.lft, dying=False, encap=sa.encap or old.encap))
                 reported = 3  # the notification is built from the discarded new SA, already DEAD
             else:
                 raise Refused(errno.EINVAL, "the SA is in error or expired")
@@ -285,8 +273,8 @@ def handle_getspi(engine: Engine, req: Request, out: list[Delivery]) -> None:
                 larval = engine.chain_order(found, "dst")[0]
             else:
                 larval = SARecord(
-                    engine.next_serial(), family, daddr, saddr, 0, proto, mode, reqid, sel_family=0,
-                    sel_saddr=saddr, sel_prefixlen_s=host_bits(family), state=ACQ, add_time=int(req.now),
+                    engine.next_serial(), family, daddr, saddr, 0, proto, mode, reqid,
+                    sel=sa_selector(0, saddr, host_bits(family)), state=ACQ, add_time=int(req.now),
                     lft=(INF, INF, INF, INF, 0, ACQ_EXPIRES, 0, 0),
                 )  # fmt: skip
                 engine.insert_sa(larval)
@@ -301,7 +289,7 @@ def handle_getspi(engine: Engine, req: Request, out: list[Delivery]) -> None:
     if not larval.spi:
         spi = _allocate_spi(engine, larval, low, high)
         with engine.db.transaction():
-            larval = replace(larval, spi=spi)
+            larval = larval.but(spi=spi)
             engine.sad.put(larval.serial, larval)
     engine.broadcast(out, sa_message(larval, MsgType.GETSPI, req.seq, req.pid), ONE, req.client)
 
@@ -329,7 +317,7 @@ def handle_acquire(engine: Engine, req: Request, out: list[Delivery]) -> None:
     sa = engine.acquire_by_seq(req.seq)
     if sa is not None:
         with engine.db.transaction():
-            engine.sad.put(sa.serial, replace(sa, state=ERROR))
+            engine.sad.put(sa.serial, sa.but(state=ERROR))
 
 
 _SUPPORTED_AUTH = SupportedAuth(tuple(Alg(a.id, a.ivlen, a.minbits, a.maxbits) for a in algorithms.AUTH))

@@ -13,7 +13,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from pfmigrate.pfkey.constants import AF_INET, AF_INET6, MsgType
-from pfmigrate.pfkey.extensions import AddressDst, AddressSrc, LifetimeHard, LifetimeSoft
+from pfmigrate.pfkey.extensions import LifetimeHard, LifetimeSoft
 from pfmigrate.sadb.core import ALL, ONE, Delivery, Request, header_only
 from pfmigrate.sadb.records import (
     INF,
@@ -23,11 +23,10 @@ from pfmigrate.sadb.records import (
     PolicyRecord,
     Selector,
     Template,
-    address_ext,
     policy_message,
 )
 from pfmigrate.sadb.sa import security_context
-from pfmigrate.sadb.wire import Refused, extension
+from pfmigrate.sadb.wire import Refused, address_raw, extension
 
 if TYPE_CHECKING:
     from pfmigrate.sadb.engine import Engine
@@ -51,15 +50,14 @@ def policy_header(req: Request) -> tuple[int, int, int, int, bytes]:
 
 def selector_of(req: Request) -> Selector:
     """SRC and DST of one family as a selector; the protocol comes from DST."""
-    src, dst = extension(req.exts, AddressSrc), extension(req.exts, AddressDst)
+    src, dst = req.exts.get(5), req.exts.get(6)
     if src is None or dst is None:
         raise Refused(errno.EINVAL, "SRC and DST are needed")
-    family, saddr, sport = address_ext(src)
-    d_family, daddr, dport = address_ext(dst)
+    family, saddr, sport, prefixlen_s, _ = address_raw(src)
+    d_family, daddr, dport, prefixlen_d, proto = address_raw(dst)
     if family != d_family:
         raise Refused(errno.EINVAL, "SRC and DST are of different families")
-    proto = 0 if dst.proto == 255 else int(dst.proto)
-    return Selector(family, daddr, saddr, dst.prefixlen, src.prefixlen, proto, dport, sport)
+    return Selector(family, daddr, saddr, prefixlen_d, prefixlen_s, 0 if proto == 255 else proto, dport, sport)
 
 
 def parse_sockaddr_pair(raw: bytes) -> tuple[int, bytes, bytes] | None:

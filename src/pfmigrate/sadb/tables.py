@@ -19,17 +19,22 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-K = TypeVar("K", bound=Hashable)
+K = TypeVar("K", bound=Hashable)  # (never a dict: a bucket of several keys is one)
 V = TypeVar("V")
+
+
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One committed change: ``row`` is the new row, or ``None`` for a deletion."""
+    """One committed change: ``row`` is the new row, or ``None`` for a deletion;
+    ``before`` the row it replaced, or ``None`` for an insertion."""
 
     table: str
     key: Any
     row: Any
+    before: Any = None
 
 
 class Transaction:
@@ -82,14 +87,19 @@ class _Scope:
 
 
 class Table(Generic[K, V]):
-    """Rows by primary key, plus secondary indexes (index key -> keys, oldest first)."""
+    """Rows by primary key, plus secondary indexes (index key -> keys, oldest first).
+
+    An index key that names one row maps to that row's key itself; only a key shared by
+    several rows gets a dict of them. Most index keys name one row (an SPI, a pair of
+    endpoints), and a dict per row would cost more than the row.
+    """
 
     def __init__(self, name: str, db: Database, indexes: dict[str, Callable[[V], Hashable | None]]) -> None:
         self.name = name
         self.db = db
         self.rows: dict[K, V] = {}
         self._key_of = indexes
-        self._indexes: dict[str, dict[Hashable, dict[K, None]]] = {name: {} for name in indexes}
+        self._indexes: dict[str, dict[Hashable, Any]] = {name: {} for name in indexes}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -102,11 +112,13 @@ class Table(Generic[K, V]):
 
     def find(self, index: str, index_key: Hashable) -> list[V]:
         """The rows whose ``index`` key is ``index_key``, oldest first."""
-        keys = self._indexes[index].get(index_key)
-        if not keys:
+        keys = self._indexes[index].get(index_key, _MISSING)
+        if keys is _MISSING:
             return []
         rows = self.rows
-        return [rows[k] for k in keys]
+        if type(keys) is dict:
+            return [rows[k] for k in keys]
+        return [rows[keys]]
 
     def values(self) -> Iterator[V]:
         return iter(self.rows.values())
@@ -121,37 +133,54 @@ class Table(Generic[K, V]):
         for name, key_of in self._key_of.items():
             ikey = key_of(row)
             if ikey is not None:
-                self._indexes[name].setdefault(ikey, {})[key] = None
+                self._add(self._indexes[name], ikey, key)
 
     def _unindex(self, key: K, row: V) -> None:
         for name, key_of in self._key_of.items():
             ikey = key_of(row)
             if ikey is not None:
-                bucket = self._indexes[name][ikey]
-                del bucket[key]
-                if not bucket:
-                    del self._indexes[name][ikey]
+                self._drop(self._indexes[name], ikey, key)
+
+    @staticmethod
+    def _add(index: dict[Hashable, Any], ikey: Hashable, key: K) -> None:
+        held = index.get(ikey, _MISSING)
+        if held is _MISSING:
+            index[ikey] = key
+        elif type(held) is dict:
+            held[key] = None
+        else:
+            index[ikey] = {held: None, key: None}
+
+    @staticmethod
+    def _drop(index: dict[Hashable, Any], ikey: Hashable, key: K) -> None:
+        held = index[ikey]
+        if type(held) is not dict:
+            del index[ikey]
+            return
+        del held[key]
+        if len(held) == 1:
+            index[ikey] = next(iter(held))
 
     def put(self, key: K, row: V) -> None:
         """Insert, or replace in place (the row keeps its position)."""
         txn = self._txn()
         old = self.rows.get(key)
-        if old is not None:
-            self._unindex(key, old)
+        if old is None:
+            self.rows[key] = row
+            self._index(key, row)
+            txn.undo.append(lambda: self._remove(key, row))
+        else:
+            self._reindex(key, old, row)
             self.rows[key] = row
             txn.undo.append(lambda: self._restore(key, row, old))
-        else:
-            self.rows[key] = row
-            txn.undo.append(lambda: self._remove(key, row))
-        self._index(key, row)
-        txn.changes.append(Change(self.name, key, row))
+        txn.changes.append(Change(self.name, key, row, old))
 
     def delete(self, key: K) -> V:
         txn = self._txn()
         row = self.rows[key]
         self._remove(key, row)
         txn.undo.append(lambda: self._reinsert(key, row))
-        txn.changes.append(Change(self.name, key, None))
+        txn.changes.append(Change(self.name, key, None, row))
         return row
 
     def clear(self) -> None:
@@ -166,7 +195,10 @@ class Table(Generic[K, V]):
                 ikey = key_of(row)
                 if ikey is not None:
                     expected.setdefault(ikey, {})[key] = None
-            actual = {ikey: dict.fromkeys(sorted(keys, key=repr)) for ikey, keys in self._indexes[name].items()}
+            actual = {
+                ikey: dict.fromkeys(sorted(keys if type(keys) is dict else [keys], key=repr))
+                for ikey, keys in self._indexes[name].items()
+            }
             wanted = {ikey: dict.fromkeys(sorted(keys, key=repr)) for ikey, keys in expected.items()}
             if actual != wanted:
                 raise AssertionError(f"index {name!r} of table {self.name!r} does not match its rows")
@@ -178,9 +210,20 @@ class Table(Generic[K, V]):
         del self.rows[key]
 
     def _restore(self, key: K, new: V, old: V) -> None:
-        self._unindex(key, new)
+        self._reindex(key, new, old)
         self.rows[key] = old
-        self._index(key, old)
+
+    def _reindex(self, key: K, old: V, new: V) -> None:
+        """Move ``key`` in the indexes whose key differs between two versions of its row."""
+        for name, key_of in self._key_of.items():
+            before, after = key_of(old), key_of(new)
+            if before == after:
+                continue
+            index = self._indexes[name]
+            if before is not None:
+                self._drop(index, before, key)
+            if after is not None:
+                self._add(index, after, key)
 
     def _reinsert(self, key: K, row: V) -> None:
         self.rows[key] = row

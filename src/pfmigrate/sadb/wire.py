@@ -114,3 +114,15 @@ def extension(exts: dict[int, bytes], cls: type[E]) -> E | None:
         raise Refused(errno.EINVAL, f"{cls.__name__}: {exc}") from exc
     assert isinstance(ext, cls)
     return ext
+
+
+_V4_PAD = bytes(12)
+
+
+def address_raw(raw: bytes) -> tuple[int, bytes, int, int, int]:
+    """(family, 16-byte address, port, prefix length, protocol) of an address extension
+    that ``split`` has checked (``pfkey_sadb_addr2xfrm_addr``, without the codec)."""
+    family = raw[8] | raw[9] << 8
+    port = raw[10] << 8 | raw[11]
+    address = raw[12:16] + _V4_PAD if family == AF_INET else raw[16:32]
+    return family, address, port, raw[5], raw[4]
