@@ -51,9 +51,12 @@ kernel: $(STAMP) system-packages
 
 bench: $(STAMP)
 	$(BIN)/python bench/codec.py
+	$(BIN)/python bench/xfrm.py
+	$(BIN)/python bench/engine.py
 
 fuzz: $(STAMP)
 	$(BIN)/python tests/fuzz/fuzz_pfkey.py --cases 1000000
+	$(BIN)/python tests/fuzz/fuzz_xfrm.py --cases 1000000
 
 vectors: $(STAMP) system-packages
 	$(BIN)/python -m testbed.capture_vectors
