@@ -72,3 +72,15 @@ def test_migrate_through_xfrm(request: MigrateRequest) -> None:
 @given(migrate_requests())
 def test_the_migrate_fast_path_writes_the_same_bytes(request: MigrateRequest) -> None:
     assert xfrm_ops.encode_migrate(request, 7) == xfrm_ops.migrate_to(request, 7).encode()
+
+
+def test_an_sa_selector_for_all_traffic_of_its_family_is_no_selector() -> None:
+    from ipaddress import ip_address
+
+    from pfmigrate.model import SecurityAssociation, Selector
+
+    any4 = SecurityAssociation(ip_address("10.0.0.1"), ip_address("10.0.0.2"), 0x100, selector=Selector.any(4))
+    assert any4.selector is None
+    assert any4 == SecurityAssociation(ip_address("10.0.0.1"), ip_address("10.0.0.2"), 0x100)
+    narrower = Selector.host("10.0.0.1", "10.0.0.2")
+    assert SecurityAssociation(ip_address("10.0.0.1"), ip_address("10.0.0.2"), 0x100, selector=narrower).selector

@@ -112,6 +112,12 @@ class Selector:
         s, d = _address(src), _address(dst)
         return cls(ipaddress.ip_network(s), ipaddress.ip_network(d), proto)
 
+    @classmethod
+    def any(cls, version: int) -> Selector:
+        """All traffic of one address family."""
+        everything = "0.0.0.0/0" if version == 4 else "::/0"
+        return cls(ipaddress.ip_network(everything), ipaddress.ip_network(everything))
+
     @property
     def version(self) -> int:
         return self.src.version
@@ -277,6 +283,9 @@ class SecurityAssociation:
         _u("replay window", self.replay_window, 32)
         if self.aead is not None and (self.auth is not None or self.enc is not None):
             raise ValueError("an AEAD SA has no separate authentication or encryption algorithm")
+        sel = self.selector
+        if sel is not None and sel.version == self.src.version and sel == Selector.any(self.src.version):
+            _set(self, "selector", None)  # the same as no selector: one way to say it
 
     @property
     def id(self) -> tuple[IPAddress, int, int]:

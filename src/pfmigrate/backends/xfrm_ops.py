@@ -222,6 +222,13 @@ def _dir_number(direction: Dir) -> int:
     return PolicyDir.OUT if direction is Dir.OUT else PolicyDir.IN if direction is Dir.IN else PolicyDir.FWD
 
 
+# A handover's usual message, one bundle and KMADDRESS, as one struct: header,
+# xfrm_userpolicy_id, the MIGRATE attribute with its entry, the KMADDRESS attribute.
+_ONE_MOVE = struct.Struct(
+    "=" + "".join(s.format.lstrip("=") for s in (_HDR, _POLICY_ID, _NLA, _MIGRATE_ENTRY, _KMADDRESS_ATTR))
+)
+
+
 def encode_migrate(request: MigrateRequest, seq: int) -> bytes:
     """``migrate_to(request, seq).encode()``, written with ``struct`` alone.
 
@@ -230,6 +237,19 @@ def encode_migrate(request: MigrateRequest, seq: int) -> bytes:
     """
     sel = request.selector
     family = AF_INET if sel.version == 4 else AF_INET6
+    kma = request.kmaddress
+    if kma is not None and len(request.bundles) == 1:
+        [b] = request.bundles
+        return _ONE_MOVE.pack(
+            _ONE_MOVE.size, MsgType.MIGRATE, ACK, seq, 0,
+            _wire(sel.dst.network_address), _wire(sel.src.network_address), htons(sel.dport),
+            0xFFFF if sel.dport else 0, htons(sel.sport), 0xFFFF if sel.sport else 0, family, sel.dst.prefixlen,
+            sel.src.prefixlen, sel.proto, 0, 0, 0, _dir_number(request.dir),
+            4 + _MIGRATE_ENTRY.size, Attr.MIGRATE,
+            _wire(b.old_dst), _wire(b.old_src), _wire(b.new_dst), _wire(b.new_src), b.proto,
+            _mode_number(b.mode), 0, b.reqid, _family(b.old_dst), _family(b.new_dst),
+            44, Attr.KMADDRESS, _wire(kma.local), _wire(kma.remote), 0, _family(kma.local),
+        )  # fmt: skip
     parts = [
         _POLICY_ID.pack(
             _wire(sel.dst.network_address), _wire(sel.src.network_address), htons(sel.dport),
