@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from pfmigrate import __version__
-from pfmigrate.cli import demo, monitor, pfkey
+from pfmigrate.cli import demo, keyd, monitor, pfkey
 from pfmigrate.cli.errors import CommandError
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     pfkey.register(commands)
     demo.register(commands)
     monitor.register(commands)
+    keyd.register(commands)
     return parser
 
 

@@ -191,6 +191,34 @@ class Engine:
     def insert_sa(self, sa: SARecord) -> None:
         self.sad.put(sa.serial, sa)
 
+    # --- saving and restoring (keyd's journal) -------------------------------------------------
+
+    COUNTERS = ("serial", "idx_generator", "gen_reqid", "acqseq", "generation")
+
+    def counters(self) -> dict[str, int]:
+        """The numbers the engine hands out next: saved with its rows, so that a restarted
+        engine gives no serial, policy index, reqid or broadcast number twice."""
+        return {
+            "serial": self._serial, "idx_generator": self.idx_generator, "gen_reqid": self.gen_reqid,
+            "acqseq": self.acqseq, "generation": self.generation,
+        }  # fmt: skip
+
+    def restore(self, sas: list[SARecord], policies: list[PolicyRecord], counters: dict[str, int]) -> None:
+        """Load saved rows and counters into an empty engine (before any journal is attached)."""
+        if len(self.sad) or len(self.spd):
+            raise RuntimeError("restore() needs an empty engine")
+        with self.db.transaction():
+            for sa in sorted(sas, key=lambda row: row.serial):
+                self.sad.put(sa.serial, sa)
+            for policy in sorted(policies, key=lambda row: row.serial):
+                self.spd.put(policy.serial, policy)
+        self._serial = counters.get("serial", self._serial)
+        self.idx_generator = counters.get("idx_generator", self.idx_generator)
+        self.gen_reqid = counters.get("gen_reqid", self.gen_reqid)
+        self.acqseq = counters.get("acqseq", self.acqseq)
+        self.generation = counters.get("generation", self.generation)
+        self._settle()
+
     # --- time and traffic -----------------------------------------------------------------------
 
     def tick(self, now: float) -> tuple[Delivery, ...]:

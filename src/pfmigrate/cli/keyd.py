@@ -1,0 +1,73 @@
+"""``pfmigrate keyd``: serve pfmigrate's key engine to the processes of this machine.
+
+Clients speak PF_KEY v2 over a Unix ``SOCK_SEQPACKET`` socket, one message per packet
+(``pfmigrate.backends.keyd``). The SAD and SPD live in a SQLite journal and survive
+restarts and crashes; root, keyd's own user and ``--admin-group`` may change them,
+``--read-group`` may read them without keys, anyone else is refused with EPERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from pfmigrate.backends.keyd import socket_path
+from pfmigrate.cli.errors import CommandError
+from pfmigrate.keyd import logs
+from pfmigrate.keyd.journal import Journal, JournalError
+from pfmigrate.keyd.server import Server, ServerError, group_id
+from pfmigrate.keyd.service import DEFAULT_OUTBOX, AccessRules, Service
+from pfmigrate.sadb import Engine
+
+DEFAULT_JOURNAL = Path("/var/lib/pfmigrate/keyd.db")
+
+
+def register(commands: Any) -> None:
+    keyd = commands.add_parser("keyd", help="serve the key engine on a PF_KEY socket (crash-safe, access-controlled)")
+    keyd.add_argument(
+        "--socket", type=Path, help="the socket (default $PFMIGRATE_KEYD_SOCKET or /run/pfmigrate/keyd.sock)"
+    )
+    keyd.add_argument(
+        "--journal", type=Path, default=DEFAULT_JOURNAL, help=f"the SQLite journal (default {DEFAULT_JOURNAL})"
+    )
+    keyd.add_argument("--admin-group", help="a group whose members may change the SAD and SPD (root always may)")
+    keyd.add_argument("--read-group", help="a group whose members may read them, without keys")
+    keyd.add_argument("--socket-mode", type=lambda text: int(text, 8), default=0o666, help="socket file mode (octal)")
+    keyd.add_argument("--semantics", choices=["pfmigrate", "linux"], default="pfmigrate",
+                      help="pfmigrate's MIGRATE and broadcast numbers, or exactly Linux's af_key")  # fmt: skip
+    keyd.add_argument("--metrics", type=Path, help="write Prometheus-format metrics to this file every second")
+    keyd.add_argument("--outbox", type=int, default=DEFAULT_OUTBOX, help="messages a slow client may have waiting")
+    keyd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    keyd.set_defaults(run=run)
+
+
+def build(args: argparse.Namespace) -> Server:
+    rules = AccessRules(
+        os.getuid(),
+        group_id(args.admin_group) if args.admin_group else None,
+        group_id(args.read_group) if args.read_group else None,
+    )
+    args.journal.parent.mkdir(parents=True, exist_ok=True)
+    journal = Journal(args.journal)
+    engine = Engine(semantics=args.semantics)
+    engine.restore(*journal.load())
+    service = Service(engine, journal, rules, outbox_limit=args.outbox)
+    return Server(service, socket_path(args.socket), mode=args.socket_mode, metrics_path=args.metrics)
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.setup(args.log_level)
+    try:
+        server = build(args)
+    except (JournalError, ServerError) as exc:
+        raise CommandError(str(exc)) from exc
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: server.stop())
+    try:
+        server.serve()
+    except JournalError as exc:  # nothing unwritten was acknowledged: a restart resumes from the journal
+        raise CommandError(f"stopping: {exc}") from exc
+    return 0

@@ -1,0 +1,1 @@
+"""``pfmigrate keyd``: pfmigrate's key engine as a PF_KEY service for many processes."""

@@ -1,0 +1,100 @@
+"""keyd's journal: the SAD and SPD in SQLite, durable before anything is acknowledged.
+
+The engine hands every committed transaction's changes to ``Journal.stage``; keyd
+calls ``flush`` once per batch of requests, before it sends a single reply or
+broadcast. A flush is one SQLite transaction (WAL, ``synchronous=FULL``), so after
+``kill -9`` at any moment the journal holds either all of a batch or none of it: every
+acknowledged change, and no half of a MIGRATE.
+
+Rows are keyed by (table, serial) and stored as JSON (``pfmigrate.sadb.rows``); the
+engine's counters (next serial, policy index, reqid, ACQUIRE seq, broadcast generation)
+go in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from pfmigrate.sadb.records import PolicyRecord, SARecord
+from pfmigrate.sadb.rows import FORMAT, policy_from_data, policy_to_data, sa_from_data, sa_to_data
+from pfmigrate.sadb.tables import Change
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (tbl TEXT NOT NULL, key INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (tbl, key));
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class JournalError(Exception):
+    """The journal cannot be read or written; the message says which file and why."""
+
+
+class Journal:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+            found = self.db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
+            if found is None:
+                self.db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+            elif found[0] != FORMAT:
+                raise JournalError(f"{self.path}: journal format {found[0]}, this keyd reads format {FORMAT}")
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: {exc}") from exc
+        self.staged: dict[tuple[str, int], Any] = {}  # the latest row of each key, None: deleted
+        self.commits = 0
+
+    def load(self) -> tuple[list[SARecord], list[PolicyRecord], dict[str, int]]:
+        """Everything the journal holds: SAs, policies, counters."""
+        try:
+            rows = self.db.execute("SELECT tbl, key, data FROM rows ORDER BY key").fetchall()
+            meta = dict(self.db.execute("SELECT name, value FROM meta").fetchall())
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: {exc}") from exc
+        sas, policies = [], []
+        for table, key, data in rows:
+            try:
+                loaded = json.loads(data)
+                if table == "sad":
+                    sas.append(sa_from_data(loaded))
+                elif table == "spd":
+                    policies.append(policy_from_data(loaded))
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                raise JournalError(f"{self.path}: row {table}/{key} is damaged: {exc!r}") from exc
+        meta.pop("format", None)
+        return sas, policies, meta
+
+    def stage(self, changes: list[Change]) -> None:
+        """Remember a committed engine transaction until the next ``flush``."""
+        for change in changes:
+            self.staged[(change.table, change.key)] = change.row
+
+    def flush(self, counters: dict[str, int]) -> int:
+        """Write what was staged, and the counters, in one durable transaction; the
+        number of rows written."""
+        staged, self.staged = self.staged, {}
+        if not staged:
+            return 0
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            for (table, key), row in staged.items():
+                if row is None:
+                    self.db.execute("DELETE FROM rows WHERE tbl = ? AND key = ?", (table, key))
+                    continue
+                data = sa_to_data(row) if table == "sad" else policy_to_data(row)
+                self.db.execute("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", (table, key, json.dumps(data)))
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(counters.items()))
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot write: {exc}") from exc
+        self.commits += 1
+        return len(staged)
+
+    def close(self) -> None:
+        self.db.close()

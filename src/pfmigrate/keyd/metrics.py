@@ -1,0 +1,65 @@
+"""keyd's counters, in the Prometheus text format (written to a file for a node
+exporter's textfile collector, or read by anything that reads that format)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pfmigrate.pfkey.constants import MsgType
+
+
+@dataclass
+class Metrics:
+    sas: int = 0
+    policies: int = 0
+    clients: int = 0
+    migrates: int = 0
+    refused: int = 0  # requests refused for lack of privilege
+    lost: int = 0  # messages dropped for full outboxes
+    journal_commits: int = 0
+    messages: Counter[int] = field(default_factory=Counter)  # by message type
+    errors: Counter[int] = field(default_factory=Counter)  # by errno
+
+    def count_message(self, mtype: int) -> None:
+        self.messages[mtype] += 1
+
+    def count_error(self, code: int) -> None:
+        self.errors[code] += 1
+
+    def render(self) -> str:
+        lines = [
+            "# HELP pfmigrate_keyd_sas SAs in the engine.", "# TYPE pfmigrate_keyd_sas gauge",
+            f"pfmigrate_keyd_sas {self.sas}",
+            "# HELP pfmigrate_keyd_policies Policies in the engine.", "# TYPE pfmigrate_keyd_policies gauge",
+            f"pfmigrate_keyd_policies {self.policies}",
+            "# HELP pfmigrate_keyd_clients Connected clients.", "# TYPE pfmigrate_keyd_clients gauge",
+            f"pfmigrate_keyd_clients {self.clients}",
+            "# HELP pfmigrate_keyd_migrates_total MIGRATEs carried out.",
+            "# TYPE pfmigrate_keyd_migrates_total counter", f"pfmigrate_keyd_migrates_total {self.migrates}",
+            "# HELP pfmigrate_keyd_refused_total Requests refused for lack of privilege.",
+            "# TYPE pfmigrate_keyd_refused_total counter", f"pfmigrate_keyd_refused_total {self.refused}",
+            "# HELP pfmigrate_keyd_lost_messages_total Messages dropped because a client read too slowly.",
+            "# TYPE pfmigrate_keyd_lost_messages_total counter", f"pfmigrate_keyd_lost_messages_total {self.lost}",
+            "# HELP pfmigrate_keyd_journal_commits_total Durable journal commits.",
+            "# TYPE pfmigrate_keyd_journal_commits_total counter",
+            f"pfmigrate_keyd_journal_commits_total {self.journal_commits}",
+            "# HELP pfmigrate_keyd_messages_total Messages received, by PF_KEY type.",
+            "# TYPE pfmigrate_keyd_messages_total counter",
+        ]  # fmt: skip
+        lines += [
+            f'pfmigrate_keyd_messages_total{{type="{MsgType.of(t).name}"}} {n}'
+            for t, n in sorted(self.messages.items())
+        ]
+        lines += ["# HELP pfmigrate_keyd_errors_total Requests answered with an error, by errno.",
+                  "# TYPE pfmigrate_keyd_errors_total counter"]  # fmt: skip
+        lines += [f'pfmigrate_keyd_errors_total{{errno="{code}"}} {n}' for code, n in sorted(self.errors.items())]
+        return "\n".join(lines) + "\n"
+
+    def write(self, path: Path) -> None:
+        """Replace ``path`` atomically, so a reader never sees half a file."""
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(self.render())
+        os.replace(temporary, path)

@@ -1,0 +1,216 @@
+"""keyd's sockets: a Unix ``SOCK_SEQPACKET`` listener and its clients, around ``Service``.
+
+One thread, non-blocking sockets, one ``selectors`` loop. Each turn reads what the
+clients sent (a bounded number of packets each), lets lifetimes run, commits the batch
+(the journal first, then the answers go to the outboxes) and writes as much of each
+outbox as the client's socket takes. A client that does not read only fills its own
+outbox; nobody waits for it.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import logging
+import os
+import pwd
+import selectors
+import socket
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pfmigrate.keyd.service import Peer, Service, Session
+
+log = logging.getLogger("pfmigrate.keyd")
+
+RECV_SIZE = 0xFFFF * 8 + 16  # room for the largest PF_KEY message
+PER_CLIENT = 64  # packets read from one client per turn, so that none starves the others
+METRICS_EVERY = 1.0  # seconds between metrics file updates
+
+
+class ServerError(Exception):
+    """keyd cannot start: the message says why (a socket in use, a bad path...)."""
+
+
+def peer_of(sock: socket.socket) -> Peer:
+    """The client's credentials, from the kernel (``SO_PEERCRED``), and its user's groups."""
+    pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    try:
+        name = pwd.getpwuid(uid).pw_name
+        groups = frozenset(os.getgrouplist(name, gid))
+    except KeyError:  # a uid without a passwd entry: its primary group only
+        groups = frozenset()
+    return Peer(pid, uid, gid, groups)
+
+
+def group_id(name: str) -> int:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ServerError(f"no group named {name!r}") from None
+
+
+def listen(path: Path, mode: int) -> socket.socket:
+    """A listening socket at ``path``; a stale socket file is replaced, a live one is not."""
+    if path.exists():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # nobody answers: left behind by a keyd that died
+        else:
+            raise ServerError(f"{path}: another keyd is listening there")
+        finally:
+            probe.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise ServerError(f"{path}: cannot listen: {exc.strerror}") from exc
+    os.chmod(path, mode)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class Server:
+    def __init__(
+        self,
+        service: Service,
+        path: Path,
+        *,
+        mode: int = 0o666,
+        metrics_path: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.path = path
+        self.metrics_path = metrics_path
+        self.clock = clock
+        self.listener = listen(path, mode)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, None)
+        self.sockets: dict[int, socket.socket] = {}  # by session id
+        self.stopping = False
+        self._metrics_due = 0.0
+        log.info("listening", extra={"event": "listening", "socket": str(path)})
+
+    def stop(self) -> None:
+        """Ask the loop to end after its current turn (safe from a signal handler)."""
+        self.stopping = True
+
+    def serve(self) -> None:
+        try:
+            while not self.stopping:
+                self.turn()
+        finally:
+            self.close()
+
+    def turn(self, timeout: float | None = None) -> None:
+        """One pass of the loop: read, run timers, commit, write."""
+        service = self.service
+        wait = timeout if timeout is not None else self._wait()
+        for key, events in self.selector.select(wait):
+            if key.data is None:
+                self._accept()
+                continue
+            session: Session = key.data
+            if events & selectors.EVENT_READ:
+                self._read(session)
+            if events & selectors.EVENT_WRITE and session.id in self.sockets:
+                self._write(session)
+        now = self.clock()
+        due = service.next_deadline()
+        if due is not None and due <= now:
+            service.tick(now)
+        for session in service.commit():
+            if session.id in self.sockets:
+                self._write(session)
+        if self.metrics_path is not None and now >= self._metrics_due:
+            service.metrics.write(self.metrics_path)
+            self._metrics_due = now + METRICS_EVERY
+
+    def _wait(self) -> float | None:
+        due = self.service.next_deadline()
+        waits = [0.5]  # so that stop() is noticed
+        if due is not None:
+            waits.append(max(due - self.clock(), 0.0))
+        if self.metrics_path is not None:
+            waits.append(max(self._metrics_due - self.clock(), 0.0))
+        return min(waits)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            sock.setblocking(False)
+            peer = peer_of(sock)
+            session = self.service.open(peer)
+            self.sockets[session.id] = sock
+            self.selector.register(sock, selectors.EVENT_READ, session)
+            log.info(
+                "client connected",
+                extra={"event": "connect", "session": session.id, "pid": peer.pid, "uid": peer.uid,
+                       "privilege": session.privilege.name.lower()},
+            )  # fmt: skip
+
+    def _read(self, session: Session) -> None:
+        sock = self.sockets[session.id]
+        for _ in range(PER_CLIENT):
+            try:
+                data = sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(session)
+                return
+            reason = self.service.request(session, data, self.clock())
+            if reason:
+                log.info(
+                    "request refused",
+                    extra={"event": "refused", "session": session.id, "type": data[1] if len(data) > 1 else None,
+                           "reason": reason},
+                )  # fmt: skip
+
+    def _write(self, session: Session) -> None:
+        sock, box = self.sockets[session.id], session.outbox
+        while box:
+            try:
+                sock.send(box[0])
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                    log.warning("send failed", extra={"event": "send-error", "session": session.id, "errno": exc.errno})
+                self._drop(session)
+                return
+            box.popleft()
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if box else 0)
+        self.selector.modify(sock, events, session)
+
+    def _drop(self, session: Session) -> None:
+        sock = self.sockets.pop(session.id, None)
+        if sock is not None:
+            self.selector.unregister(sock)
+            sock.close()
+        self.service.close(session)
+        log.info("client gone", extra={"event": "disconnect", "session": session.id})
+
+    def close(self) -> None:
+        for session in list(self.service.sessions.values()):
+            self._drop(session)
+        self.selector.close()
+        self.listener.close()
+        if self.path.exists():
+            self.path.unlink()
+        if self.service.journal is not None:
+            self.service.journal.close()
+        log.info("stopped", extra={"event": "stopped"})

@@ -1,0 +1,215 @@
+"""keyd's core, without sockets: who may do what, the journal, and what goes to whom.
+
+A ``Session`` is one connected client with its privilege, found from its credentials:
+
+* ``ADMIN`` (root, keyd's own user, or the admin group) may do everything;
+* ``READ`` (the read group) may look (GET, DUMP, X_SPDGET, X_SPDDUMP) and REGISTER to
+  hear ACQUIRE and EXPIRE; it never sees a key: they are cut out of what it receives;
+* ``NONE``: every request is refused with EPERM, as Linux refuses an AF_KEY socket to
+  a process without CAP_NET_ADMIN, and nothing is broadcast to it.
+
+Requests change the engine at once, but their answers wait in ``pending`` until
+``commit`` has made the batch durable; only then do they go to the sessions' outboxes.
+An outbox is bounded: when it is full the message is dropped and, as soon as there is
+room, the session gets the lost-messages notice instead (``LOST_NOTICE``).
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from pfmigrate.backends.keyd import LOST_NOTICE
+from pfmigrate.keyd.journal import Journal
+from pfmigrate.keyd.metrics import Metrics
+from pfmigrate.pfkey.constants import MsgType
+from pfmigrate.sadb import Delivery, Engine
+
+READ_TYPES = frozenset({MsgType.GET, MsgType.DUMP, MsgType.X_SPDGET, MsgType.X_SPDDUMP, MsgType.REGISTER})
+KEY_EXTENSIONS = (8, 9)  # KEY_AUTH, KEY_ENCRYPT
+DEFAULT_OUTBOX = 4096  # messages
+_EXT = struct.Struct("=HH")
+
+
+class Privilege(IntEnum):
+    NONE = 0
+    READ = 1
+    ADMIN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A client's credentials (``SO_PEERCRED``), and the groups its user is in."""
+
+    pid: int
+    uid: int
+    gid: int
+    groups: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRules:
+    """Who is who: keyd's own uid, the admin group and the read-only group (gids)."""
+
+    own_uid: int
+    admin_gid: int | None = None
+    read_gid: int | None = None
+
+    def privilege(self, peer: Peer) -> Privilege:
+        groups = {peer.gid, *peer.groups}
+        if peer.uid in (0, self.own_uid) or (self.admin_gid is not None and self.admin_gid in groups):
+            return Privilege.ADMIN
+        if self.read_gid is not None and self.read_gid in groups:
+            return Privilege.READ
+        return Privilege.NONE
+
+
+@dataclass(slots=True)
+class Session:
+    id: int
+    peer: Peer
+    privilege: Privilege
+    client: int | None  # the engine's client, None for a session that may do nothing
+    outbox: collections.deque[bytes] = field(default_factory=collections.deque)
+    lost: bool = False  # messages were dropped; the notice has not gone yet
+
+
+def error_reply(data: bytes, code: int) -> bytes:
+    """A refusal as PF_KEY writes one: the request's header with ``sadb_msg_errno`` set."""
+    header = bytearray((data + bytes(16))[:16])
+    header[0] = 2
+    header[2] = code
+    header[4:6] = (2).to_bytes(2, "little")
+    return bytes(header)
+
+
+def without_keys(data: bytes) -> bytes:
+    """``data`` with its KEY_AUTH and KEY_ENCRYPT extensions cut out."""
+    if len(data) < 16 or data[1] not in (1, 2, 3, 4, 5, 8, 10):  # only SA messages carry keys
+        return data
+    parts, pos = [data[:16]], 16
+    while pos + 4 <= len(data):
+        length, exttype = _EXT.unpack_from(data, pos)
+        if length == 0:
+            break
+        if exttype not in KEY_EXTENSIONS:
+            parts.append(data[pos : pos + length * 8])
+        pos += length * 8
+    parts.append(data[pos:])
+    out = bytearray(b"".join(parts))
+    out[4:6] = (len(out) // 8).to_bytes(2, "little")
+    return bytes(out)
+
+
+class Service:
+    def __init__(
+        self,
+        engine: Engine,
+        journal: Journal | None,
+        rules: AccessRules,
+        *,
+        outbox_limit: int = DEFAULT_OUTBOX,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.engine = engine
+        self.journal = journal
+        self.rules = rules
+        self.outbox_limit = outbox_limit
+        self.metrics = metrics or Metrics()
+        self.sessions: dict[int, Session] = {}
+        self.by_client: dict[int, Session] = {}
+        self.pending: list[Delivery] = []
+        self.touched: dict[int, Session] = {}  # sessions whose outbox grew since the last commit
+        self._next = 0
+        if journal is not None:
+            engine.journal = journal.stage
+
+    # --- sessions ---
+
+    def open(self, peer: Peer) -> Session:
+        self._next += 1
+        privilege = self.rules.privilege(peer)
+        client = self.engine.connect() if privilege != Privilege.NONE else None
+        session = Session(self._next, peer, privilege, client)
+        self.sessions[session.id] = session
+        if client is not None:
+            self.by_client[client] = session
+        self.metrics.clients = len(self.sessions)
+        return session
+
+    def close(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        self.touched.pop(session.id, None)
+        if session.client is not None:
+            self.engine.disconnect(session.client)
+            self.by_client.pop(session.client, None)
+        self.metrics.clients = len(self.sessions)
+
+    # --- requests and time ---
+
+    def request(self, session: Session, data: bytes, now: float) -> str:
+        """Handle one message from ``session``; its answers wait for ``commit``. The
+        reason of a refusal, for the log ("" if it was not refused)."""
+        mtype = data[1] if len(data) > 1 else 0
+        self.metrics.count_message(mtype)
+        allowed = session.privilege == Privilege.ADMIN or (session.privilege == Privilege.READ and mtype in READ_TYPES)
+        if not allowed or session.client is None:
+            self.metrics.refused += 1
+            self._hold(session, error_reply(data, errno.EPERM))
+            return f"not permitted: uid {session.peer.uid} may not send type {mtype}"
+        outcome = self.engine.handle(session.client, data, now)
+        if outcome.send_errno:  # AF_KEY would fail send(); a packet socket answers in band
+            self.metrics.count_error(outcome.send_errno)
+            self._hold(session, error_reply(data, outcome.send_errno))
+            return outcome.reason
+        self.pending += outcome.deliveries
+        if outcome.reason:
+            self.metrics.count_error(outcome.deliveries[-1].data[2] if outcome.deliveries else errno.EINVAL)
+        elif mtype == MsgType.X_MIGRATE:
+            self.metrics.migrates += 1
+        return outcome.reason
+
+    def tick(self, now: float) -> None:
+        self.pending += self.engine.tick(now)
+
+    def next_deadline(self) -> int | None:
+        return self.engine.next_deadline()
+
+    def commit(self) -> list[Session]:
+        """Make the batch durable, then hand its messages out; the sessions that got some."""
+        if self.journal is not None:
+            written = self.journal.flush(self.engine.counters())
+            if written:
+                self.metrics.journal_commits += 1
+        for delivery in self.pending:
+            session = self.by_client.get(delivery.client)
+            if session is None:
+                continue
+            data = delivery.data if session.privilege == Privilege.ADMIN else without_keys(delivery.data)
+            self._enqueue(session, data)
+        self.pending = []
+        self.metrics.sas, self.metrics.policies = len(self.engine.sad), len(self.engine.spd)
+        touched, self.touched = list(self.touched.values()), {}
+        return touched
+
+    def _hold(self, session: Session, data: bytes) -> None:
+        """An answer of keyd's own (a refusal): it too waits for the commit."""
+        if session.client is not None:
+            self.pending.append(Delivery(session.client, data))
+        else:
+            self._enqueue(session, data)
+
+    def _enqueue(self, session: Session, data: bytes) -> None:
+        box = session.outbox
+        if session.lost and len(box) < self.outbox_limit:
+            box.append(LOST_NOTICE)
+            session.lost = False
+        if len(box) >= self.outbox_limit:
+            session.lost = True
+            self.metrics.lost += 1
+            return
+        box.append(data)
+        self.touched[session.id] = session
