@@ -219,7 +219,8 @@ def _option(cur: Cursor, option: Token, parts: _SAParts) -> None:
         token = cur.word(f"a padding option ({', '.join(PADDING)})")
         if token.text not in PADDING:
             token.expected(f"a padding option ({', '.join(PADDING)})")
-        parts.notes.append(f"-f {token.text} has no effect: Linux has no choice of ESP padding or sequence cycling")
+        where = f"{option.source}:{option.line}:{option.column}"
+        parts.notes.append(f"{where}: note: -f {token.text} has no effect: Linux has no choice of padding or cycling")
     elif name == "-R":
         pass  # Linux always puts the SPI on the wire as the CPI, which is what -R asks
     elif name in ALGORITHM_TABLES:

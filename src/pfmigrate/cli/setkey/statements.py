@@ -20,7 +20,7 @@ class Where:
     column: int
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.line}:{self.column}"
+        return f"{self.source}:{self.line}:{self.column}" if self.line else self.source
 
 
 NOWHERE = Where("<statement>", 0, 0)
@@ -33,7 +33,7 @@ class AddSA:
     sa: SecurityAssociation
     update: bool = False
     at: Where = field(default=NOWHERE, compare=False)
-    notes: tuple[str, ...] = field(default=(), compare=False)
+    notes: tuple[str, ...] = field(default=(), compare=False)  # "file:line:column: note: ..."
 
     @property
     def verb(self) -> str:

@@ -1,0 +1,169 @@
+"""pfmigrate setkey: ipsec-tools' setkey(8) on any pfmigrate backend.
+
+  pfmigrate setkey -f FILE      run the statements of FILE (- for standard input)
+  pfmigrate setkey -c           run statements from standard input
+  pfmigrate setkey -D [-P]      dump the SAD (with -P, or as -DP: the SPD)
+  pfmigrate setkey -F [-P]      flush the SAD (with -P, or as -FP: the SPD)
+  pfmigrate setkey -x           print MIGRATE, ACQUIRE and EXPIRE as they come (Ctrl-C stops)
+
+Statements end with ";", may span lines, and "#" starts a comment:
+
+  add [-46n] SRC DST PROTOCOL SPI [EXTENSIONS] ALGORITHMS ;   (update: the same)
+  getspi [-46n] SRC DST PROTOCOL SPI [-u REQID] ;             (SPI 0: the engine picks)
+  get | delete [-46n] SRC DST PROTOCOL SPI ;
+  deleteall [-46n] SRC DST PROTOCOL ;
+  flush [PROTOCOL] ;   dump [PROTOCOL] ;
+  spdadd [-46n] SRC_RANGE DST_RANGE UPPERSPEC POLICY ;       (spdupdate: the same)
+  spddelete [-46n] SRC_RANGE DST_RANGE UPPERSPEC -P DIRECTION ;
+  spdflush ;   spddump ;   exit ;
+  migrate [-46n] SRC_RANGE DST_RANGE UPPERSPEC -P DIRECTION OLD NEW [OLD NEW]... [-k LOCAL-REMOTE] ;
+
+  PROTOCOL    esp, ah, ipcomp, or esp-udp [ORIGINAL_ADDRESS] (ESP in UDP; SRC[PORT] DST[PORT], 4500 if left out)
+  EXTENSIONS  -m transport|tunnel|any  -r REPLAY_WINDOW  -u REQID  -lh|-ls SECONDS  -bh|-bs BYTES
+              -f zero-pad|random-pad|seq-pad|nocyclic-seq (accepted with a note: Linux has no such choice)
+  ALGORITHMS  -E EALGO KEY [-A AALGO KEY] (esp)   -A AALGO KEY (ah)   -C deflate [-R] (ipcomp)
+              EALGO: des-cbc 3des-cbc null blowfish-cbc cast128-cbc aes-cbc rijndael-cbc twofish-cbc
+                     camellia-cbc aes-ctr aes-gcm-16 (null takes no key)
+              AALGO: hmac-md5 hmac-sha1 hmac-sha256 hmac-sha384 hmac-sha512 (or hmac-sha2-256...)
+                     hmac-ripemd160 aes-xcbc-mac null (null takes no key)
+              KEY: "a double-quoted string" or 0x and hex digits, of a length the algorithm takes
+  SRC_RANGE   ADDRESS[/PREFIXLEN][[PORT]]   (PORT: a number or any)
+  UPPERSPEC   any, tcp, udp, icmp, icmp6, gre, sctp, 135 (Mobility Header) or 0-255;
+              icmp, icmp6 and 135 may take TYPE[,CODE], gre a KEY
+  POLICY      -P in|out|fwd [prio[rity] OFFSET | prio low|def|high [+|- N]] discard|none|ipsec REQUEST...
+  REQUEST     esp|ah|ipcomp/transport|tunnel/[SRC-DST]/[default|use|require|unique:ID]
+              (unique needs its ID, 1-16383, which the SAs name with -u ID)
+
+migrate is pfmigrate's own statement: one PF_KEY MIGRATE for the policy named by its
+selector and direction. Each bundle is its request as it is now (OLD) followed by the
+same request with the new endpoints (NEW); protocol, mode and unique id stay. -k gives
+the key managers' addresses after the move (KMADDRESS), for the IKE daemon. The
+Mobile IPv6 node of the seed, moving to a new care-of address:
+
+  migrate 3ffe:501:ffff:100:1:2:3:4 3ffe:501:ffff:100::1 135 -P out
+      esp/tunnel/3ffe:501:ffff:500:1:2:3:4-3ffe:501:ffff:100::1/require
+      esp/tunnel/3ffe:501:ffff:400:1:2:3:4-3ffe:501:ffff:100::1/require
+      -k 3ffe:501:ffff:400:1:2:3:4-3ffe:501:ffff:100::1 ;
+
+How it runs: a file (or piped input) is read and checked whole before anything runs,
+so one mistake, reported as FILE:LINE:COLUMN, changes nothing; then the statements
+run in order, and one the engine refuses is reported with its line while the rest go
+on (exit status 1 at the end), as setkey goes on. At a terminal, -c runs each
+statement when its line ends. In RFC mode (-r, setkey's default on Linux) an "in"
+policy added, updated or deleted takes a "fwd" twin with it; -k does only what each
+statement says. Dumps hide keys unless --keys is given (setkey shows them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pfmigrate.backends import registry
+from pfmigrate.cli.errors import CommandError
+from pfmigrate.cli.setkey.commands import Options, Session, notes, watch
+from pfmigrate.cli.setkey.errors import SetkeyError
+from pfmigrate.cli.setkey.inputs import decode, interactive
+from pfmigrate.cli.setkey.parser import parse
+from pfmigrate.cli.setkey.printer import statement_text
+from pfmigrate.cli.setkey.statements import Dump, Flush, SpdDump, SpdFlush, Statement, Where
+from pfmigrate.engine import KeyEngine
+
+__all__ = ["SetkeyError", "parse", "register", "run"]
+
+
+def register(commands: Any) -> None:
+    setkey = commands.add_parser(
+        "setkey",
+        help="setkey(8): add, dump and flush SAs and policies, and MIGRATE, on any backend",
+        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+        epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = setkey.add_mutually_exclusive_group(required=True)
+    what.add_argument("-c", dest="stdin", action="store_true", help="run statements from standard input")
+    what.add_argument("-f", dest="file", metavar="FILE", help="run the statements of FILE (- for standard input)")
+    what.add_argument("-D", dest="dump", action="store_true", help="dump the SAD (with -P: the SPD)")
+    what.add_argument("-F", dest="flush", action="store_true", help="flush the SAD (with -P: the SPD)")
+    what.add_argument("-x", dest="watch", action="store_true", help="print events as they come, until Ctrl-C")
+    setkey.add_argument("-P", dest="policy", action="store_true", help="with -D or -F: the SPD (also -DP, -FP)")
+    setkey.add_argument("-a", dest="dead", action="store_true", help="dumps show dead SAs too")
+    setkey.add_argument("-n", dest="check", action="store_true", help="check only: print the statements as read")
+    mode = setkey.add_mutually_exclusive_group()
+    mode.add_argument("-r", dest="rfc", action="store_true", help="RFC mode, the default: in policies get fwd twins")
+    mode.add_argument("-k", dest="rfc", action="store_false", help="kernel mode: no fwd twins")
+    setkey.add_argument("--keys", action="store_true", help="show keys in dumps (hidden unless asked for)")
+    setkey.add_argument("--json", action="store_true", help="dumps, results and events as JSON, one a line")
+    setkey.add_argument("--backend", choices=registry.NAMES, help="the key engine (default: keyd, else Linux)")
+    setkey.add_argument("--keyd-socket", metavar="PATH", help="where keyd listens")
+    setkey.add_argument("--count", type=int, default=0, help="-x: stop after this many events")
+    setkey.add_argument("--timeout", type=float, default=0.0, help="-x: stop after this many seconds")
+    setkey.set_defaults(run=run, rfc=True)
+
+
+def _read(args: argparse.Namespace) -> tuple[str, str]:
+    if args.stdin or args.file == "-":
+        raw = getattr(sys.stdin, "buffer", None)
+        return "<stdin>", decode(raw.read(), "<stdin>") if raw is not None else sys.stdin.read()
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+    return args.file, decode(data, args.file)
+
+
+def _open(args: argparse.Namespace) -> KeyEngine:
+    try:
+        return registry.open_backend(args.backend, keyd_socket=args.keyd_socket)
+    except registry.BackendUnavailable as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _check(statements: list[Statement]) -> bool:
+    for line in notes(statements):
+        print(line, file=sys.stderr)
+    for statement in statements:
+        print(statement_text(statement))
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.policy and not (args.dump or args.flush):
+        raise CommandError("-P goes with -D or -F")
+    if args.check and not (args.stdin or args.file):
+        raise CommandError("-n goes with -c or -f")
+    typed = args.stdin and sys.stdin.isatty()
+    statements: list[Statement] = []
+    if (args.stdin or args.file) and not typed:
+        source, text = _read(args)
+        statements = parse(text, source)
+    if args.check and not typed:
+        _check(statements)
+        return 0
+    options = Options(keys=args.keys, json=args.json, rfc=args.rfc, dead=args.dead)
+    mistakes: list[SetkeyError] = []
+
+    def report(exc: SetkeyError) -> None:
+        mistakes.append(exc)
+        print(f"pfmigrate: {exc}", file=sys.stderr, flush=True)
+
+    if typed and args.check:
+        interactive(sys.stdin, "<stdin>", _check, report)
+        return 1 if mistakes else 0
+    with _open(args) as engine:
+        if args.watch:
+            watch(engine, sys.stdout, as_json=args.json, count=args.count, timeout=args.timeout)
+            return 0
+        session = Session(engine, out=sys.stdout, err=sys.stderr, options=options)
+        flag = Where(f"setkey -{'D' if args.dump else 'F'}{'P' if args.policy else ''}", 0, 0)
+        if args.dump:
+            session.run([SpdDump(flag) if args.policy else Dump(at=flag)])
+        elif args.flush:
+            session.run([SpdFlush(flag) if args.policy else Flush(at=flag)])
+        elif typed:
+            interactive(sys.stdin, "<stdin>", session.run, report)
+        else:
+            session.run(statements)
+    return 1 if session.failures or mistakes else 0
