@@ -406,7 +406,7 @@ SPD = "spdadd 10.0.0.1 10.0.0.2 any -P out"
         (f"{ADD} -E null -C deflate;", "1:42", "-C has no place in an esp SA"),
         (f"{ADD} -E aes-gcm-16 0x{'00' * 20} -A null;", "1:91", "aes-gcm-16 authenticates by itself"),
         (f"{ADD} -m tunnel -m transport -E null;", "1:44", "-m is given twice"),
-        (f"{ADD} -m sideways -E null;", "1:37", "expected a mode (transport, tunnel, any)"),
+        (f"{ADD} -m sideways -E null;", "1:37", "expected a mode (transport, tunnel, beet, any)"),
         (f"{ADD} -x 5 -E null;", "1:34", "expected an option (-m, -r, -u, -f, -lh, -ls, -bh, -bs) or an algorithm"),
         (f"{ADD} -f fancy-pad -E null;", "1:37", "expected a padding option"),
         (f'{ADD} -ctx 1 1 "x" -E null;', "1:34", "security labels (-ctx) are not supported"),
@@ -474,6 +474,7 @@ SPD = "spdadd 10.0.0.1 10.0.0.2 any -P out"
         ("spddelete 10.0.0.1 10.0.0.2 any;", "1:32", 'expected "-P" and a policy, found ";"'),
         ("; flush;", "1:1", "expected a statement (add,"),
         ("flush esp ah;", "1:11", 'expected ";" to end the flush statement, found "ah"'),
+        ("getspi 10.0.0.1 10.0.0.2 esp 0 -m tunnel;", "1:32", 'expected ";" to end the getspi statement, found "-m"'),
     ],
 )
 def test_mistakes_are_reported_where_they_are(text: str, where: str, message: str) -> None:
@@ -547,6 +548,21 @@ def _parse_or_locate(text: str) -> tuple[int, int] | None:
     except SetkeyError as exc:
         return exc.line, exc.column
     return None
+
+
+@given(st.text(alphabet=st.sampled_from('ab1:. \t\n;#"[]/-\u00e9\u2028')))
+def test_every_token_is_where_it_says(text: str) -> None:
+    try:
+        tokens, mistake = tokenize(text, "fuzz"), ""
+    except SetkeyError as exc:
+        tokens, mistake = [], exc.message
+    assert mistake == "" or mistake.startswith("unterminated string")
+    lines = text.split("\n")
+    for token in tokens[:-1]:
+        assert lines[token.line - 1][token.column - 1 :].startswith(token.text)
+    comments = ["".join(c for c in line.split("#")[0] if c not in ' \t\r\f\v;"') for line in lines]
+    if '"' not in text:  # then the words are the text without blanks, comments and ";"
+        assert "".join(t.text for t in tokens if t.kind is Kind.WORD) == "".join(comments)
 
 
 @given(st.text())

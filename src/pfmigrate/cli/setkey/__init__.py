@@ -19,7 +19,7 @@ Statements end with ";", may span lines, and "#" starts a comment:
   migrate [-46n] SRC_RANGE DST_RANGE UPPERSPEC -P DIRECTION OLD NEW [OLD NEW]... [-k LOCAL-REMOTE] ;
 
   PROTOCOL    esp, ah, ipcomp, or esp-udp [ORIGINAL_ADDRESS] (ESP in UDP; SRC[PORT] DST[PORT], 4500 if left out)
-  EXTENSIONS  -m transport|tunnel|any  -r REPLAY_WINDOW  -u REQID  -lh|-ls SECONDS  -bh|-bs BYTES
+  EXTENSIONS  -m transport|tunnel|beet|any  -r REPLAY_WINDOW  -u REQID  -lh|-ls SECONDS  -bh|-bs BYTES
               -f zero-pad|random-pad|seq-pad|nocyclic-seq (accepted with a note: Linux has no such choice)
   ALGORITHMS  -E EALGO KEY [-A AALGO KEY] (esp)   -A AALGO KEY (ah)   -C deflate [-R] (ipcomp)
               EALGO: des-cbc 3des-cbc null blowfish-cbc cast128-cbc aes-cbc rijndael-cbc twofish-cbc
@@ -31,8 +31,9 @@ Statements end with ";", may span lines, and "#" starts a comment:
   UPPERSPEC   any, tcp, udp, icmp, icmp6, gre, sctp, 135 (Mobility Header) or 0-255;
               icmp, icmp6 and 135 may take TYPE[,CODE], gre a KEY
   POLICY      -P in|out|fwd [prio[rity] OFFSET | prio low|def|high [+|- N]] discard|none|ipsec REQUEST...
-  REQUEST     esp|ah|ipcomp/transport|tunnel/[SRC-DST]/[default|use|require|unique:ID]
-              (unique needs its ID, 1-16383, which the SAs name with -u ID)
+  REQUEST     esp|ah|ipcomp/transport|tunnel|beet/[SRC-DST]/[default|use|require|unique:ID]
+              (default is require, as in Linux; unique needs its ID, 1-16383, which the SAs
+              name with -u ID; beet, like esp-udp and migrate, goes beyond setkey)
 
 migrate is pfmigrate's own statement: one PF_KEY MIGRATE for the policy named by its
 selector and direction. Each bundle is its request as it is now (OLD) followed by the

@@ -54,6 +54,7 @@ NOT_ON_LINUX = {
     "ah-old": "ah-old (RFC 1826 AH) does not exist in Linux; use ah",
     "tcp": "TCP-MD5 SAs (tcp) are a BSD feature; Linux keeps TCP-MD5 keys on the socket",
 }
+# Linux makes an SA of mode "any" a transport-mode SA
 SA_MODES = {"transport": Mode.TRANSPORT, "tunnel": Mode.TUNNEL, "beet": Mode.BEET, "any": Mode.TRANSPORT}
 PADDING = ("zero-pad", "random-pad", "seq-pad", "nocyclic-seq")
 NATT_PORT = 4500
@@ -152,14 +153,11 @@ def _getspi(cur: Cursor, start: Token) -> Statement:
     src, dst, _, _, _ = _pair(cur)
     _, proto = _protocol(cur)
     spi = _spi(cur, zero=True)
-    parts = _SAParts()
-    while cur.at_option():
-        option = cur.take()
-        if option.text not in ("-m", "-u"):
-            option.expected("-m or -u (or the end of the getspi statement)")
-        _option(cur, option, parts)
+    reqid = 0
+    if cur.accept("-u"):  # the key-engine interface allocates an SPI for a reqid, without a mode
+        reqid = words.decimal(cur.word("a reqid"), "a reqid", U32)
     cur.end(start)
-    return GetSPI(src, dst, proto, spi, parts.reqid, at=_where(start))
+    return GetSPI(src, dst, proto, spi, reqid, at=_where(start))
 
 
 def _one_protocol(cur: Cursor, start: Token) -> int:
@@ -204,9 +202,9 @@ def _option(cur: Cursor, option: Token, parts: _SAParts) -> None:
         option.fail(f"{name} is given twice")
     parts.seen.add(name)
     if name == "-m":
-        token = cur.word("a mode (transport, tunnel, any)")
+        token = cur.word("a mode (transport, tunnel, beet, any)")
         if token.text not in SA_MODES:
-            token.expected("a mode (transport, tunnel, any)")
+            token.expected("a mode (transport, tunnel, beet, any)")
         parts.mode = SA_MODES[token.text]
     elif name == "-r":
         parts.replay = words.decimal(cur.word("a replay window size"), "a replay window size", U32)
