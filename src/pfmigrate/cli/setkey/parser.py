@@ -120,10 +120,11 @@ def _protocol(cur: Cursor) -> tuple[Token, int]:
     return token, PROTOCOLS[token.text]
 
 
-def _spi(cur: Cursor, *, zero: bool = False) -> int:
+def _spi(cur: Cursor, *, new: bool = True, zero: bool = False) -> int:
+    """An SPI; a ``new`` SA's is not one of the reserved (``zero``: except 0, "any")."""
     token = cur.word("an SPI (a number, decimal or 0x hex)")
     spi = words.number(token, "an SPI", U32)
-    if spi < 256 and not (zero and spi == 0):
+    if new and spi < 256 and not (zero and spi == 0):
         token.fail("SPIs 0 to 255 are reserved (RFC 4303); choose one from 256 up")
     return spi
 
@@ -131,7 +132,7 @@ def _spi(cur: Cursor, *, zero: bool = False) -> int:
 def _simple_sa(cur: Cursor, start: Token, *, spi: bool = True) -> tuple[IPAddress, IPAddress, int, int]:
     src, dst, _, _, _ = _pair(cur)  # Linux finds an SA by destination, SPI and protocol alone
     _, proto = _protocol(cur)
-    number = _spi(cur) if spi else 0
+    number = _spi(cur, new=False) if spi else 0
     cur.end(start)
     return src, dst, proto, number
 
