@@ -73,6 +73,7 @@ from pfmigrate.cli.setkey.statements import Dump, Flush, SpdDump, SpdFlush, Stat
 from pfmigrate.engine import KeyEngine
 
 __all__ = ["SetkeyError", "parse", "register", "run"]
+STDIN = "<stdin>"
 
 
 def register(commands: Any) -> None:
@@ -104,15 +105,24 @@ def register(commands: Any) -> None:
     setkey.set_defaults(run=run, rfc=True)
 
 
-def _read(args: argparse.Namespace) -> tuple[str, str]:
+def _statements(args: argparse.Namespace) -> list[Statement]:
+    """The statements of ``-f FILE`` or of piped ``-c`` input, all read before any runs."""
     if args.stdin or args.file == "-":
         raw = getattr(sys.stdin, "buffer", None)
-        return "<stdin>", decode(raw.read(), "<stdin>") if raw is not None else sys.stdin.read()
+        return parse(decode(raw.read(), STDIN) if raw is not None else sys.stdin.read(), STDIN)
     try:
         data = Path(args.file).read_bytes()
     except OSError as exc:
         raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
-    return args.file, decode(data, args.file)
+    return parse(decode(data, args.file), args.file)
+
+
+def _from_flags(args: argparse.Namespace) -> list[Statement]:
+    """``-D``, ``-DP``, ``-F``, ``-FP`` as the statements they stand for."""
+    at = Where(f"setkey -{'D' if args.dump else 'F'}{'P' if args.policy else ''}", 0, 0)
+    if args.dump:
+        return [SpdDump(at) if args.policy else Dump(at=at)]
+    return [SpdFlush(at) if args.policy else Flush(at=at)]
 
 
 def _open(args: argparse.Namespace) -> KeyEngine:
@@ -122,7 +132,8 @@ def _open(args: argparse.Namespace) -> KeyEngine:
         raise CommandError(str(exc)) from None
 
 
-def _check(statements: list[Statement]) -> bool:
+def _show(statements: list[Statement]) -> bool:
+    """``-n``: the statements as understood, and the parser's notes."""
     for line in notes(statements):
         print(line, file=sys.stderr)
     for statement in statements:
@@ -135,36 +146,32 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("-P goes with -D or -F")
     if args.check and not (args.stdin or args.file):
         raise CommandError("-n goes with -c or -f")
-    typed = args.stdin and sys.stdin.isatty()
-    statements: list[Statement] = []
-    if (args.stdin or args.file) and not typed:
-        source, text = _read(args)
-        statements = parse(text, source)
-    if args.check and not typed:
-        _check(statements)
-        return 0
-    options = Options(keys=args.keys, json=args.json, rfc=args.rfc, dead=args.dead)
+    typed = args.stdin and sys.stdin.isatty()  # a person at a terminal: run each line as it comes
     mistakes: list[SetkeyError] = []
 
     def report(exc: SetkeyError) -> None:
         mistakes.append(exc)
         print(f"pfmigrate: {exc}", file=sys.stderr, flush=True)
 
-    if typed and args.check:
-        interactive(sys.stdin, "<stdin>", _check, report)
+    statements: list[Statement] = []
+    if args.dump or args.flush:
+        statements = _from_flags(args)
+    elif (args.stdin or args.file) and not typed:
+        statements = _statements(args)
+    if args.check:
+        if typed:
+            interactive(sys.stdin, STDIN, _show, report)
+        else:
+            _show(statements)
         return 1 if mistakes else 0
     with _open(args) as engine:
         if args.watch:
             watch(engine, sys.stdout, as_json=args.json, count=args.count, timeout=args.timeout)
             return 0
+        options = Options(keys=args.keys, json=args.json, rfc=args.rfc, dead=args.dead)
         session = Session(engine, out=sys.stdout, err=sys.stderr, options=options)
-        flag = Where(f"setkey -{'D' if args.dump else 'F'}{'P' if args.policy else ''}", 0, 0)
-        if args.dump:
-            session.run([SpdDump(flag) if args.policy else Dump(at=flag)])
-        elif args.flush:
-            session.run([SpdFlush(flag) if args.policy else Flush(at=flag)])
-        elif typed:
-            interactive(sys.stdin, "<stdin>", session.run, report)
+        if typed:
+            interactive(sys.stdin, STDIN, session.run, report)
         else:
             session.run(statements)
     return 1 if session.failures or mistakes else 0
