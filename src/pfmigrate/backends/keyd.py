@@ -47,12 +47,15 @@ class KeydTransport(SocketTransport):
     def _checked(raw: bytes | None) -> bytes | None:
         if raw == LOST_NOTICE:
             raise EventsLostError("keyd dropped messages for this client (its queue was full)")
+        if raw == b"":  # a packet socket reads nothing only at its end
+            raise ConnectionResetError(_errno.ECONNRESET, "keyd closed the connection")
         return raw
 
     def drain(self) -> None:
         while True:
             try:
-                self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+                if not self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT):
+                    raise ConnectionResetError(_errno.ECONNRESET, "keyd closed the connection")
             except (BlockingIOError, InterruptedError):
                 return
 
@@ -68,20 +71,24 @@ def connect(path: str | Path | None = None) -> socket.socket:
     return sock
 
 
-def _events(path: str | Path | None) -> KeydTransport:
-    transport = KeydTransport(connect(path))
+def _events(path: str | Path | None, rcvbuf: int | None) -> KeydTransport:
+    sock = connect(path)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    transport = KeydTransport(sock)
     for satype in (SAType.ESP, SAType.AH, SAType.X_IPCOMP):  # registered clients hear ACQUIRE and EXPIRE
         transport.send(Message(MsgType.REGISTER, satype, 1, os.getpid()).encode())
     return transport
 
 
-def open_keyd(path: str | Path | None = None, *, timeout: float = 5.0) -> KeyEngine:
-    """A blocking key engine on the keyd at ``path`` (see ``socket_path``)."""
+def open_keyd(path: str | Path | None = None, *, timeout: float = 5.0, event_buffer: int | None = None) -> KeyEngine:
+    """A blocking key engine on the keyd at ``path`` (see ``socket_path``); ``event_buffer``
+    sizes the event socket's receive buffer (bytes)."""
     where = socket_path(path)
     return KeyEngine(
         PfKeyOperations(os.getpid(), name="keyd"),
         KeydTransport(connect(where)),
-        open_events=lambda: _events(where),
+        open_events=lambda: _events(where, event_buffer),
         capabilities=Capabilities("keyd", True, migrate=True, notes=(f"socket {where}",)),
         timeout=timeout,
     )

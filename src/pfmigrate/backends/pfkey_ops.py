@@ -11,7 +11,7 @@ import errno as _errno
 import itertools
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address, ip_network
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pfmigrate import algorithms
 from pfmigrate.engine import Exchange, KeyEngineError, Unsupported
@@ -138,14 +138,14 @@ def _algorithms(op: str, sa: SecurityAssociation) -> tuple[int, int, list[Extens
             raise Unsupported(
                 op, f"PF_KEY cannot truncate {sa.auth.name} to {sa.auth.icv_bits} bits (Linux uses {trunc})"
             )
-        if sa.auth.key:
+        if sa.auth.key or sa.proto == AH:  # Linux wants AH's key extension, even empty (digest_null)
             keys.append(KeyAuth(sa.auth.key_bits, sa.auth.key))
     if sa.enc is not None:
         enc_number = algorithms.ENCRYPT_BY_NAME.get(sa.enc.name)
         if enc_number is None:
             raise Unsupported(op, f"PF_KEY has no number for encryption {sa.enc.name}")
         encrypt = enc_number
-        if sa.enc.key:
+        if sa.enc.key or sa.proto == ESP:  # Linux wants ESP's key extension, even empty (null cipher)
             keys.append(KeyEncrypt(sa.enc.key_bits, sa.enc.key))
     if sa.comp is not None:
         comp_number = algorithms.COMPRESS_BY_NAME.get(sa.comp.name)
@@ -174,9 +174,8 @@ def sa_message(msg_type: MsgType, sa: SecurityAssociation) -> Message:
         _host(sa.dst, ext=AddressDst),
         *keys,
     ]
-    if lt.hard_bytes or lt.hard_packets or lt.hard_add or lt.hard_use:
+    if lt != Lifetime():  # Linux takes hard and soft together or neither (EINVAL otherwise)
         extensions.append(LifetimeHard(lt.hard_packets, lt.hard_bytes, lt.hard_add, lt.hard_use))
-    if lt.soft_bytes or lt.soft_packets or lt.soft_add or lt.soft_use:
         extensions.append(LifetimeSoft(lt.soft_packets, lt.soft_bytes, lt.soft_add, lt.soft_use))
     if sa.encap is not None:
         extensions += [NatTType(sa.encap.type), NatTSport(sa.encap.sport), NatTDport(sa.encap.dport)]
@@ -349,14 +348,20 @@ def migrate_from(msg: Message) -> MigrateRequest:
 # --- exchanges ------------------------------------------------------------------------------------
 
 
-def _checked(op: str, reply: Message) -> Message:
+def _checked(op: str, reply: Message, source: str) -> Message:
     if reply.errno:
-        raise KeyEngineError(reply.errno, op, "answered by Linux af_key")
+        raise KeyEngineError(reply.errno, op, f"answered by {source}")
     return reply
+
+
+R = TypeVar("R", bound="_Reply[Any]")
+_SOURCES = {"linux-pfkey": "Linux af_key", "keyd": "keyd", "inprocess": "pfmigrate's engine"}
 
 
 class _Reply(Exchange[T]):
     """A request answered by one message carrying its seq and pid."""
+
+    source = "Linux af_key"  # who answers, for error messages (set by the operations)
 
     def __init__(self, operation: str, request: Message, convert: Callable[[Message], T]) -> None:
         super().__init__(operation, request.encode())
@@ -378,7 +383,7 @@ class _Reply(Exchange[T]):
 
     def result(self) -> T:
         assert self.reply is not None
-        return self.convert(_checked(self.operation, self.reply))
+        return self.convert(_checked(self.operation, self.reply, self.source))
 
 
 class _Dump(_Reply[list[T]]):
@@ -402,7 +407,7 @@ class _Dump(_Reply[list[T]]):
 
     def result(self) -> list[T]:
         if self.error and not (self.error == _errno.ENOENT and not self.parts):
-            raise KeyEngineError(self.error, self.operation, "answered by Linux af_key")
+            raise KeyEngineError(self.error, self.operation, f"answered by {self.source}")
         return [self.each(part) for part in self.parts]
 
 
@@ -435,11 +440,15 @@ class PfKeyOperations:
         self.name = name
         self._generation: int | None = None  # the last broadcast generation seen (pfmigrate engines)
 
+    def _own(self, exchange: R) -> R:
+        exchange.source = _SOURCES.get(self.name, self.name)
+        return exchange
+
     def _stamp(self, msg: Message) -> Message:
         return Message(msg.type, msg.satype, next(_SEQUENCE), self.pid, 0, msg.extensions)
 
     def _reply(self, op: str, msg: Message, convert: Callable[[Message], T]) -> _Reply[T]:
-        return _Reply(op, self._stamp(msg), convert)
+        return self._own(_Reply(op, self._stamp(msg), convert))
 
     def _sa_id(self, msg_type: MsgType, dst: IPAddress, spi: int, proto: int) -> Message:
         # Linux finds an SA by destination, SPI and protocol; the source must only be present.
@@ -482,7 +491,7 @@ class PfKeyOperations:
                     return policy
             raise KeyEngineError(_errno.ENOENT, "get policy", f"no {dir.value} policy for {selector}")
 
-        return _Picked(_Dump("get policy", self._stamp(Message(MsgType.X_SPDDUMP)), policy_from), pick)
+        return _Picked(self._own(_Dump("get policy", self._stamp(Message(MsgType.X_SPDDUMP)), policy_from)), pick)
 
     def delete_policy(self, selector: Selector, dir: Dir) -> Exchange[None]:
         msg = policy_message(MsgType.X_SPDDELETE, Policy(selector, dir))
@@ -495,13 +504,13 @@ class PfKeyOperations:
         return self._reply("flush policies", Message(MsgType.X_SPDFLUSH), lambda m: None)
 
     def dump_sas(self) -> Exchange[list[SecurityAssociation]]:
-        return _Dump("dump SAs", self._stamp(Message(MsgType.DUMP, SAType.UNSPEC)), sa_from)
+        return self._own(_Dump("dump SAs", self._stamp(Message(MsgType.DUMP, SAType.UNSPEC)), sa_from))
 
     def dump_policies(self) -> Exchange[list[Policy]]:
-        return _Dump("dump policies", self._stamp(Message(MsgType.X_SPDDUMP)), policy_from)
+        return self._own(_Dump("dump policies", self._stamp(Message(MsgType.X_SPDDUMP)), policy_from))
 
     def migrate(self, request: MigrateRequest) -> Exchange[None]:
-        return _Migrate(self._stamp(migrate_message(request)), request)
+        return self._own(_Migrate(self._stamp(migrate_message(request)), request))
 
     def events(self, raw: bytes) -> list[Event]:
         msg = decode(raw)

@@ -193,6 +193,7 @@ class Server:
                 self._drop(session)
                 return
             box.popleft()
+            self.service.room(session)
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if box else 0)
         self.selector.modify(sock, events, session)
 

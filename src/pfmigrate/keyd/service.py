@@ -10,8 +10,10 @@ A ``Session`` is one connected client with its privilege, found from its credent
 
 Requests change the engine at once, but their answers wait in ``pending`` until
 ``commit`` has made the batch durable; only then do they go to the sessions' outboxes.
-An outbox is bounded: when it is full the message is dropped and, as soon as there is
-room, the session gets the lost-messages notice instead (``LOST_NOTICE``).
+An outbox is bounded for broadcasts: when it is full a broadcast is dropped and, as soon
+as there is room, the session gets the lost-messages notice instead (``LOST_NOTICE``).
+The answers to a session's own requests are always queued (it asked for them: a DUMP
+of many SAs is many messages).
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ class Service:
         self.by_client: dict[int, Session] = {}
         self.pending: list[Delivery] = []
         self.touched: dict[int, Session] = {}  # sessions whose outbox grew since the last commit
+        self.answers: dict[int, Session] = {}  # sessions that asked something in this batch
         self._next = 0
         if journal is not None:
             engine.journal = journal.stage
@@ -166,6 +169,7 @@ class Service:
             self._hold(session, error_reply(data, outcome.send_errno))
             return outcome.reason
         self.pending += outcome.deliveries
+        self.answers[session.id] = session
         if outcome.reason:
             self.metrics.count_error(outcome.deliveries[-1].data[2] if outcome.deliveries else errno.EINVAL)
         elif mtype == MsgType.X_MIGRATE:
@@ -189,8 +193,9 @@ class Service:
             if session is None:
                 continue
             data = delivery.data if session.privilege == Privilege.ADMIN else without_keys(delivery.data)
-            self._enqueue(session, data)
+            self._enqueue(session, data, answer=session.id in self.answers)
         self.pending = []
+        self.answers = {}
         self.metrics.sas, self.metrics.policies = len(self.engine.sad), len(self.engine.spd)
         touched, self.touched = list(self.touched.values()), {}
         return touched
@@ -202,12 +207,19 @@ class Service:
         else:
             self._enqueue(session, data)
 
-    def _enqueue(self, session: Session, data: bytes) -> None:
-        box = session.outbox
-        if session.lost and len(box) < self.outbox_limit:
-            box.append(LOST_NOTICE)
+    def room(self, session: Session) -> None:
+        """The session's outbox has lost its head: if messages were dropped, the notice
+        now fits at the tail, right after the messages that went before the loss."""
+        if session.lost and len(session.outbox) < self.outbox_limit:
+            session.outbox.append(LOST_NOTICE)
             session.lost = False
-        if len(box) >= self.outbox_limit:
+
+    def _enqueue(self, session: Session, data: bytes, *, answer: bool = False) -> None:
+        """Queue ``data`` for ``session``. Broadcasts are dropped when its outbox is full;
+        the answers to what it asked in this batch never are (a DUMP it will read)."""
+        box = session.outbox
+        self.room(session)
+        if len(box) >= self.outbox_limit and not answer:
             session.lost = True
             self.metrics.lost += 1
             return

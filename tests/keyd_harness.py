@@ -1,0 +1,110 @@
+"""Running keyd in tests: in a thread of the test process, or as a process of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from ipaddress import ip_address
+from pathlib import Path
+
+from pfmigrate.backends.keyd import connect
+from pfmigrate.keyd.journal import Journal
+from pfmigrate.keyd.server import Server
+from pfmigrate.keyd.service import AccessRules, Service
+from pfmigrate.model import (
+    ESP,
+    MH,
+    Algorithm,
+    Dir,
+    IPAddress,
+    Lifetime,
+    Mode,
+    Policy,
+    SecurityAssociation,
+    Selector,
+    Template,
+)
+from pfmigrate.sadb import Engine
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
+
+HOA, HA, OLD, NEW = (ip_address(a) for a in (HOME_ADDRESS, HOME_AGENT, OLD_COA, NEW_COA))
+AUTH = Algorithm("hmac(sha256)", bytes(range(32)), 96)
+ENC = Algorithm("cbc(aes)", bytes(range(100, 116)))
+OUT_SELECTOR = Selector.host(HOME_ADDRESS, HOME_AGENT, MH)
+
+
+FOREVER = Lifetime()
+
+
+def tunnel_sa(spi: int, src: IPAddress, dst: IPAddress, lifetime: Lifetime = FOREVER) -> SecurityAssociation:
+    return SecurityAssociation(src, dst, spi, ESP, Mode.TUNNEL, 0, AUTH, ENC, replay_window=32, lifetime=lifetime)
+
+
+def out_policy(coa: IPAddress) -> Policy:
+    return Policy(OUT_SELECTOR, Dir.OUT, (Template(ESP, Mode.TUNNEL, coa, HA),))
+
+
+@contextmanager
+def keyd_thread(
+    directory: Path, *, rules: AccessRules | None = None, outbox: int = 4096, clock: object = None
+) -> Iterator[Server]:
+    """keyd serving ``directory/keyd.sock`` with its journal in ``directory``, in a thread."""
+    journal = Journal(directory / "keyd.db")
+    engine = Engine()
+    engine.restore(*journal.load())
+    service = Service(engine, journal, rules or AccessRules(os.getuid()), outbox_limit=outbox)
+    server = Server(service, directory / "keyd.sock", clock=clock or time.time)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join(5)
+
+
+class KeydProcess:
+    """``pfmigrate keyd`` as a process of its own, for tests that kill it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket = directory / "keyd.sock"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "pfmigrate", "keyd", "--socket", str(self.socket),
+                   "--journal", str(self.directory / "keyd.db"), "--log-level", "warning"]  # fmt: skip
+        log = self.directory / "keyd.log"
+        with log.open("ab") as stderr:
+            self.process = subprocess.Popen(command, stderr=stderr)
+        deadline = time.monotonic() + 20
+        while not self._answers():  # (a socket file may be left by the keyd killed before)
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"keyd did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.01)
+
+    def _answers(self) -> bool:
+        try:
+            connect(self.socket).close()
+        except OSError:
+            return False
+        return True
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+__all__ = ["HA", "HOA", "NEW", "OLD", "KeydProcess", "keyd_thread", "out_policy", "tunnel_sa"]

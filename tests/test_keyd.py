@@ -1,0 +1,241 @@
+"""keyd: clients share one engine over its socket, the journal keeps what was
+acknowledged, privileges come from the peer's credentials, slow clients only hurt
+themselves."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pfmigrate.backends.keyd import LOST_NOTICE, connect, open_keyd
+from pfmigrate.engine import KeyEngineError
+from pfmigrate.keyd.service import AccessRules, Peer, Privilege, Service, without_keys
+from pfmigrate.model import (
+    Dir,
+    EventsLost,
+    KMAddress,
+    Lifetime,
+    MigrateBundle,
+    MigrateEvent,
+    MigrateRequest,
+    Policy,
+    Selector,
+)
+from pfmigrate.pfkey import KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
+from pfmigrate.sadb import Engine
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT
+from tests.keyd_harness import HA, NEW, OLD, OUT_SELECTOR, keyd_thread, out_policy, tunnel_sa
+
+MOVE = MigrateRequest(OUT_SELECTOR, Dir.OUT, (MigrateBundle(OLD, HA, NEW, HA),), KMAddress(NEW, HA))
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def keyd(directory: Path) -> Iterator[Path]:
+    with keyd_thread(directory):
+        yield directory / "keyd.sock"
+
+
+def test_a_pf_key_client_works_by_swapping_the_socket(keyd: Path) -> None:
+    with connect(keyd) as sock:
+        sock.send(Message(MsgType.REGISTER, SAType.ESP, 7, os.getpid()).encode())
+        reply = decode(sock.recv(65536))
+    assert (reply.type, reply.seq, reply.errno) == (MsgType.REGISTER, 7, 0)
+
+
+def test_two_clients_share_one_state_and_a_listener_hears_the_migrate(keyd: Path) -> None:
+    mn, ike, operator = open_keyd(keyd), open_keyd(keyd), open_keyd(keyd)
+    ike.subscribe()
+    mn.add_sa(tunnel_sa(0x1000, OLD, HA))
+    mn.add_policy(out_policy(OLD))
+    mn.migrate(MOVE)
+    assert operator.dump_sas() == [tunnel_sa(0x1000, NEW, HA)]
+    heard = [e for _ in range(8) for e in ike.next_events(1.0) if isinstance(e, MigrateEvent)]
+    assert [e.request for e in heard] == [MOVE]
+    with pytest.raises(KeyEngineError) as again:
+        mn.add_sa(tunnel_sa(0x1000, NEW, HA))
+    assert again.value.errno == errno.EEXIST
+    for engine in (mn, ike, operator):
+        engine.close()
+
+
+def test_a_malformed_message_is_answered_in_band(keyd: Path) -> None:
+    with connect(keyd) as sock:
+        sock.send(b"\x03" + bytes(15))  # version 3: AF_KEY's send() would fail with EINVAL
+        answer = sock.recv(65536)
+    assert answer[2] == errno.EINVAL
+
+
+def test_what_was_acknowledged_survives_a_restart(directory: Path) -> None:
+    with keyd_thread(directory):
+        engine = open_keyd(directory / "keyd.sock")
+        engine.add_sa(tunnel_sa(0x1000, OLD, HA))
+        engine.add_policy(out_policy(OLD))
+        engine.migrate(MOVE)
+        before = (engine.dump_sas(), engine.dump_policies())
+        engine.close()
+    with keyd_thread(directory):
+        engine = open_keyd(directory / "keyd.sock")
+        assert (engine.dump_sas(), engine.dump_policies()) == before
+        other = Policy(Selector.host(HOME_ADDRESS, HOME_AGENT, 6), Dir.OUT)
+        added = engine.add_policy(other)  # no index is given twice across a restart
+        assert added.index not in {p.index for p in before[1]}
+        engine.close()
+
+
+def test_lifetimes_continue_across_a_restart(directory: Path) -> None:
+    now = [1_800_000_000.0]
+    with keyd_thread(directory, clock=lambda: now[0]):
+        engine = open_keyd(directory / "keyd.sock")
+        engine.add_sa(tunnel_sa(0x1000, OLD, HA, Lifetime(hard_add=100)))
+        engine.close()
+    now[0] += 150  # keyd was down when the SA's hard lifetime ran out
+    with keyd_thread(directory, clock=lambda: now[0]):
+        engine = open_keyd(directory / "keyd.sock")
+        time.sleep(0.1)
+        assert engine.dump_sas() == []
+        engine.close()
+
+
+def test_a_client_that_does_not_read_loses_messages_and_is_told(directory: Path) -> None:
+    with keyd_thread(directory, outbox=8):
+        path = directory / "keyd.sock"
+        slow = connect(path)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and the kernel buffers little
+        engine = open_keyd(path)
+        for spi in range(0x1000, 0x1100):  # every ADD is broadcast to the slow client too
+            engine.add_sa(tunnel_sa(spi, OLD, HA))
+        assert len(engine.dump_sas()) == 0x100  # the others were never held up
+        received = []
+        slow.settimeout(1.0)
+        try:
+            while True:
+                received.append(slow.recv(65536))
+        except TimeoutError:
+            pass
+        assert LOST_NOTICE in received
+        engine.close()
+        slow.close()
+
+
+def test_the_events_of_a_key_engine_say_when_messages_were_lost(directory: Path) -> None:
+    with keyd_thread(directory, outbox=4):
+        path = directory / "keyd.sock"
+        engine, listener = open_keyd(path), open_keyd(path, event_buffer=4096)
+        listener.subscribe()
+        for spi in range(0x1000, 0x1600):  # more than keyd's socket buffer to it and its outbox hold
+            engine.add_sa(tunnel_sa(spi, OLD, HA))
+        lost = False
+        for _ in range(0x800):
+            events = listener.next_events(0.5)
+            if any(isinstance(e, EventsLost) for e in events):
+                lost = True
+                break
+        assert lost
+        engine.close()
+        listener.close()
+
+
+# --- privileges ---------------------------------------------------------------------------------
+
+
+RULES = AccessRules(own_uid=1000, admin_gid=500, read_gid=600)
+
+
+@pytest.mark.parametrize(
+    ("peer", "privilege"),
+    [
+        (Peer(1, 0, 0), Privilege.ADMIN),  # root
+        (Peer(1, 1000, 1000), Privilege.ADMIN),  # keyd's own user
+        (Peer(1, 1001, 1001, frozenset({500})), Privilege.ADMIN),
+        (Peer(1, 1002, 600), Privilege.READ),
+        (Peer(1, 1003, 1003), Privilege.NONE),
+    ],
+)
+def test_privilege_comes_from_uid_and_groups(peer: Peer, privilege: Privilege) -> None:
+    assert RULES.privilege(peer) == privilege
+
+
+def _answers(service: Service, peer: Peer, *messages: Message) -> list[Message]:
+    session = service.open(peer)
+    for message in messages:
+        service.request(session, message.encode(), 1_800_000_000.0)
+    service.commit()
+    return [decode(data) for data in session.outbox]
+
+
+def test_a_reader_reads_without_keys_and_may_not_write() -> None:
+    service = Service(Engine(), None, RULES)
+    admin = service.open(Peer(1, 0, 0))
+    from tests.sadb_box import esp_sa
+
+    service.request(admin, esp_sa(0x1000).encode(), 1_800_000_000.0)
+    reader_answers = _answers(service, Peer(2, 1002, 600), Message(MsgType.DUMP, SAType.UNSPEC, 1, 2))
+    [dumped] = reader_answers
+    assert dumped.errno == 0
+    assert not any(isinstance(e, (KeyAuth, KeyEncrypt)) for e in dumped.extensions)
+    [refused] = _answers(service, Peer(3, 1002, 600), esp_sa(0x1001))
+    assert refused.errno == errno.EPERM
+    [nothing] = _answers(service, Peer(4, 1003, 1003), Message(MsgType.DUMP, SAType.UNSPEC, 1, 2))
+    assert nothing.errno == errno.EPERM
+
+
+def test_without_keys_cuts_only_the_key_extensions() -> None:
+    from tests.sadb_box import esp_sa
+
+    full = esp_sa(0x1000).encode()
+    cut = without_keys(full)
+    kept = [type(e) for e in decode(cut).extensions]
+    assert KeyAuth not in kept
+    assert KeyEncrypt not in kept
+    assert len(kept) == len(decode(full).extensions) - 2
+
+
+@pytest.fixture
+def open_directory() -> Iterator[Path]:
+    """A directory any user may reach (pytest's own are root's alone)."""
+    directory = Path(tempfile.mkdtemp(prefix="keyd-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="changing to another uid needs root (CI runs as root)")
+def test_an_unprivileged_process_is_refused(open_directory: Path) -> None:
+    with keyd_thread(open_directory):
+        answer = _as_nobody(open_directory / "keyd.sock", Message(MsgType.FLUSH, SAType.UNSPEC, 1, 99).encode())
+    assert answer[1] == MsgType.FLUSH
+    assert answer[2] == errno.EPERM
+
+
+def _as_nobody(path: Path, request: bytes) -> bytes:
+    """What keyd answers ``request`` from a process running as nobody."""
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child becomes nobody, then asks
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with connect(path) as sock:
+                sock.send(request)
+                os.write(writer, sock.recv(65536))
+        finally:
+            os._exit(0)
+    os.close(writer)
+    answer = os.read(reader, 65536)
+    os.close(reader)
+    os.waitpid(child, 0)
+    return answer
