@@ -239,3 +239,15 @@ def _as_nobody(path: Path, request: bytes) -> bytes:
     os.close(reader)
     os.waitpid(child, 0)
     return answer
+
+
+def test_the_systemd_unit_starts_keyd_with_options_it_has() -> None:
+    unit = (Path(__file__).resolve().parent.parent / "packaging" / "pfmigrate-keyd.service").read_text()
+    command = " ".join(line.strip().rstrip("\\") for line in unit.split("ExecStart=", 1)[1].splitlines()[:2])
+    words = command.split()
+    assert words[:3] == ["/usr/bin/env", "pfmigrate", "keyd"]
+    from pfmigrate.cli import build_parser
+
+    args = build_parser().parse_args(words[2:])
+    assert args.socket == Path("/run/pfmigrate/keyd.sock")
+    assert args.admin_group == "ipsec"

@@ -7,20 +7,22 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from pfmigrate.backends.linux import open_pfkey, open_xfrm, probe_xfrm
+from pfmigrate.backends import registry
 from pfmigrate.cli.errors import CommandError
 from pfmigrate.engine import KeyEngine
 from pfmigrate.model import AcquireEvent, Event, EventsLost, ExpireEvent, MigrateEvent
 from pfmigrate.modeljson import event_to_data
 
-BACKENDS = {"linux-xfrm": open_xfrm, "linux-pfkey": open_pfkey}
-
 
 def register(commands: Any) -> None:
     monitor = commands.add_parser("monitor", help="print MIGRATE, ACQUIRE and EXPIRE announcements as they come")
-    monitor.add_argument("--backend", choices=sorted(BACKENDS), help="where to listen (default: linux-xfrm if present)")
+    monitor.add_argument(
+        "--backend", choices=registry.NAMES, help="where to listen (default: keyd if running, else Linux)"
+    )
+    monitor.add_argument("--keyd-socket", type=Path, help="keyd's socket (for --backend keyd)")
     monitor.add_argument("--json", action="store_true", help="one JSON object per line")
     monitor.add_argument("--count", type=int, default=0, help="stop after this many events")
     monitor.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds")
@@ -52,17 +54,15 @@ def describe(event: Event) -> str:
     return f"EVENTS LOST: {event.reason}; dump the SAD and SPD to resynchronise"
 
 
-def open_backend(name: str | None) -> KeyEngine:
-    if name is None:
-        name = "linux-xfrm" if probe_xfrm().available else "linux-pfkey"
+def open_engine(args: argparse.Namespace) -> KeyEngine:
     try:
-        return BACKENDS[name]()
-    except OSError as exc:
-        raise CommandError(f"cannot open {name}: {exc.strerror}") from None
+        return registry.open_backend(args.backend, keyd_socket=args.keyd_socket)
+    except registry.BackendUnavailable as exc:
+        raise CommandError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
-    engine = open_backend(args.backend)
+    engine = open_engine(args)
     seen = 0
     deadline = time.monotonic() + args.timeout if args.timeout else None
     with engine:
