@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/xfrm.py
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/keyd.py
 
 fuzz: $(STAMP)
 	$(BIN)/python tests/fuzz/fuzz_pfkey.py --cases 1000000

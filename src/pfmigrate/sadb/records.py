@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from operator import attrgetter
-from socket import htons
+from socket import htonl, htons
 from typing import Any
 
 from pfmigrate._value import builder
@@ -32,9 +32,6 @@ from pfmigrate.pfkey.extensions import (
     LifetimeCurrent,
     LifetimeHard,
     LifetimeSoft,
-    NatTDport,
-    NatTSport,
-    NatTType,
     Policy,
     SecCtx,
 )
@@ -173,45 +170,72 @@ _SA_FIELD = {name: i for i, name in enumerate(_SA_FIELDS)}
 _sa_values = attrgetter(*_SA_FIELDS)
 
 
-def sa_extensions(sa: SARecord, *, keys: bool, hsc: int, state: int | None = None) -> list[Extension]:
-    """``pfkey_xfrm_state2msg``: hsc 3 for replies and dumps, 2 hard EXPIRE, 1 soft."""
-    family = sa.family
-    auth = sa.aalg.id if sa.aalg is not None else 0
-    encrypt = sa.calg.id if sa.calg is not None else sa.ealg.id if sa.ealg is not None else 0
-    lft = sa.lft
-    exts: list[Extension] = [
-        _SA(sa.spi, sa.replay_window, sa.reported_state if state is None else state, auth, encrypt, sa.flags)
-    ]
-    if hsc & 2:
-        exts.append(_HARD(report_limit(lft[3]) & 0xFFFFFFFF, report_limit(lft[1]), lft[5], lft[7]))
-    if hsc & 1:
-        exts.append(_SOFT(report_limit(lft[2]) & 0xFFFFFFFF, report_limit(lft[0]), lft[4], lft[6]))
-    exts.append(_CURRENT(sa.cur_packets & 0xFFFFFFFF, sa.cur_bytes, sa.add_time, sa.use_time))
-    bits = host_bits(family)
-    exts.append(_SRC(sockaddr(family, sa.saddr), bits, 0))
-    exts.append(_DST(sockaddr(family, sa.daddr), bits, 0))
-    _, sel_saddr, sel_prefixlen_s, sel_proto, sel_sport = sa.sel
-    if not same_address(sel_saddr, sa.saddr, family):
-        exts.append(_PROXY(sockaddr(family, sel_saddr, sel_sport), sel_prefixlen_s, sel_proto or 255))
-    if keys and sa.aalg is not None and sa.akey_bits:
-        exts.append(_KEY_AUTH(sa.akey_bits, sa.akey))
-    if keys and sa.ealg is not None and sa.ekey_bits:
-        exts.append(_KEY_ENCRYPT(sa.ekey_bits, sa.ekey))
-    exts.append(_SA2(MODE_TO_PFKEY[sa.mode], 0, sa.reqid))
-    if sa.encap is not None and sa.encap[0]:
-        exts += [NatTType(sa.encap[0]), NatTSport(sa.encap[1]), NatTDport(sa.encap[2])]
-    if sa.sec_ctx is not None:
-        exts.append(SecCtx(*sa.sec_ctx))
-    return exts
+_HEADER = struct.Struct("=BBBBHHII")
+_SA_EXT = struct.Struct("=HHIBBBBI")
+_LIFETIME_EXT = struct.Struct("=HHIQQQ")
+_ADDRESS_HEAD = struct.Struct("=HHBBH")
+_KEY_HEAD = struct.Struct("=HHHH")
+_SA2_EXT = struct.Struct("=HHB3xII")
+_NAT_T_TYPE = struct.Struct("=HHB3x")
+_NAT_T_PORT = struct.Struct("=HHH2x")
+_SEC_CTX_HEAD = struct.Struct("=HHBBH")
+
+
+def _padded(raw: bytes) -> bytes:
+    return raw + bytes(-len(raw) % 8)
+
+
+@lru_cache(maxsize=4096)
+def _address_ext(exttype: int, family: int, raw: bytes, prefixlen: int, proto: int, port: int = 0) -> bytes:
+    body = _padded(sockaddr_bytes(family, raw, port))
+    return _ADDRESS_HEAD.pack(1 + len(body) // 8, exttype, proto, prefixlen, 0) + body
 
 
 def sa_message(
     sa: SARecord, msg_type: int, seq: int, pid: int, *, keys: bool = True, hsc: int = 3, state: int | None = None
 ) -> bytes:
+    """``pfkey_xfrm_state2msg``: hsc 3 for replies and dumps, 2 hard EXPIRE, 1 soft.
+
+    Packed directly (every answer and broadcast about an SA comes through here); a test
+    holds it to the codec's encoding of the same extensions.
+    """
+    family = sa.family
+    auth = sa.aalg.id if sa.aalg is not None else 0
+    encrypt = sa.calg.id if sa.calg is not None else sa.ealg.id if sa.ealg is not None else 0
+    lft = sa.lft
+    parts = [
+        _SA_EXT.pack(2, 1, htonl(sa.spi), sa.replay_window, sa.reported_state if state is None else state, auth,
+                     encrypt, sa.flags),
+    ]  # fmt: skip
+    if hsc & 2:
+        parts.append(_LIFETIME_EXT.pack(4, 3, report_limit(lft[3]) & 0xFFFFFFFF, report_limit(lft[1]), lft[5], lft[7]))
+    if hsc & 1:
+        parts.append(_LIFETIME_EXT.pack(4, 4, report_limit(lft[2]) & 0xFFFFFFFF, report_limit(lft[0]), lft[4], lft[6]))
+    parts.append(_LIFETIME_EXT.pack(4, 2, sa.cur_packets & 0xFFFFFFFF, sa.cur_bytes, sa.add_time, sa.use_time))
+    bits = host_bits(family)
+    parts.append(_address_ext(5, family, sa.saddr, bits, 0))
+    parts.append(_address_ext(6, family, sa.daddr, bits, 0))
+    _, sel_saddr, sel_prefixlen_s, sel_proto, sel_sport = sa.sel
+    if not same_address(sel_saddr, sa.saddr, family):
+        parts.append(_address_ext(7, family, sel_saddr, sel_prefixlen_s, sel_proto or 255, sel_sport))
+    if keys and sa.aalg is not None and sa.akey_bits:
+        body = _padded(sa.akey)
+        parts.append(_KEY_HEAD.pack(1 + len(body) // 8, 8, sa.akey_bits, 0) + body)
+    if keys and sa.ealg is not None and sa.ekey_bits:
+        body = _padded(sa.ekey)
+        parts.append(_KEY_HEAD.pack(1 + len(body) // 8, 9, sa.ekey_bits, 0) + body)
+    parts.append(_SA2_EXT.pack(2, 19, MODE_TO_PFKEY[sa.mode], 0, sa.reqid))
+    if sa.encap is not None and sa.encap[0]:
+        encap_type, sport, dport = sa.encap
+        parts += [_NAT_T_TYPE.pack(1, 20, encap_type), _NAT_T_PORT.pack(1, 21, htons(sport)),
+                  _NAT_T_PORT.pack(1, 22, htons(dport))]  # fmt: skip
+    if sa.sec_ctx is not None:
+        alg, doi, context = sa.sec_ctx
+        body = _padded(context)
+        parts.append(_SEC_CTX_HEAD.pack(1 + len(body) // 8, 24, alg, doi, len(context)) + body)
+    extensions = b"".join(parts)
     satype = PROTO_TO_SATYPE.get(sa.proto, 0)
-    exts = tuple(sa_extensions(sa, keys=keys, hsc=hsc, state=state))
-    message: Message = _MESSAGE(msg_type, satype, seq, pid, 0, exts, 0)
-    return message.encode()
+    return _HEADER.pack(2, msg_type, 0, satype, 2 + len(extensions) // 8, 0, seq, pid) + extensions
 
 
 # --- policies -----------------------------------------------------------------------------------------

@@ -1,0 +1,178 @@
+"""keyd: MIGRATE round trip and sustained messages per second through its socket,
+beside Linux's own XFRM_MSG_MIGRATE round trip measured in the same run.
+
+    python bench/keyd.py [--seconds S] [--clients N]
+
+keyd runs as its own process with its journal on this machine's disk (every change is
+durable before its answer). The round trip is one client sending the seed's MIGRATE
+(prebuilt bytes) and waiting for the answer, the mobile node moving to the new care-of
+address and back (and, for comparison only, the same with the journal in tmpfs, where
+fsync costs nothing). The sustained rate is N client processes, each keeping 64 requests
+in flight: GETs (answered from memory) and ADD/DELETE pairs (journaled; keyd commits
+each batch of requests with one fsync). The anchor is Linux's XFRM_MSG_MIGRATE round
+trip on this kernel, in a fresh network namespace.
+
+Targets: keyd's MIGRATE round trip at most 5x Linux's; at least 20,000 messages a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testbed/ and bench/, when run as a script
+
+from testbed.netns import in_new_netns
+
+from bench.engine import add_sa, migrate, spd_add
+from bench.engine import measure_linux as linux_round_trip
+from pfmigrate.backends.keyd import connect
+from pfmigrate.pfkey import SA, AddressDst, AddressSrc, Direction, Message, MsgType, SAType
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
+
+TARGET_RATIO, TARGET_RATE = 5.0, 20_000
+WINDOW = 64  # requests each client keeps in flight
+
+
+def start_keyd(directory: Path) -> subprocess.Popen[bytes]:
+    sock = directory / "keyd.sock"
+    command = [sys.executable, "-m", "pfmigrate", "keyd", "--socket", str(sock), "--journal",
+               str(directory / "keyd.db"), "--log-level", "error", "--outbox", "100000"]  # fmt: skip
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            connect(sock).close()
+            return process
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("keyd did not start") from None
+            time.sleep(0.05)
+
+
+def ask(sock: socket.socket, data: bytes) -> bytes:
+    sock.send(data)
+    answer = sock.recv(65536)
+    if answer[2]:
+        raise RuntimeError(f"keyd refused a request: errno {answer[2]}")
+    return answer
+
+
+def round_trip(path: Path, seconds: float) -> float:
+    """Seconds per MIGRATE, best of several timed rounds."""
+    sock = connect(path)
+    ask(sock, add_sa(0x1000, OLD_COA, HOME_AGENT, 1))
+    ask(sock, spd_add(HOME_ADDRESS, HOME_AGENT, Direction.OUTBOUND, (OLD_COA, HOME_AGENT), 2))
+    moves = [migrate(OLD_COA, NEW_COA, False), migrate(NEW_COA, OLD_COA, False)]
+    best, rounds = float("inf"), 200
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for i in range(rounds):
+            ask(sock, moves[i & 1])
+        best = min(best, (time.perf_counter() - start) / rounds)
+    sock.close()
+    return best
+
+
+def own(data: bytes) -> bytes:
+    """``data`` with this process's pid, so that its answers can be told from broadcasts."""
+    return data[:12] + os.getpid().to_bytes(4, "little") + data[16:]
+
+
+def get_request(spi: int) -> bytes:
+    ends = (AddressSrc.of(f"{OLD_COA}/128"), AddressDst.of(f"{HOME_AGENT}/128"))
+    return Message(MsgType.GET, SAType.ESP, spi, os.getpid(), extensions=(SA(spi), *ends)).encode()
+
+
+def delete_request(spi: int) -> bytes:
+    ends = (AddressSrc.of(f"{OLD_COA}/128"), AddressDst.of(f"{HOME_AGENT}/128"))
+    return Message(MsgType.DELETE, SAType.ESP, spi, os.getpid(), extensions=(SA(spi), *ends)).encode()
+
+
+def client(path: Path, kind: str, worker: int, seconds: float, counts: multiprocessing.Queue[int]) -> None:
+    """Keep ``WINDOW`` requests in flight for ``seconds``; count the answers."""
+    sock = connect(path)
+    base = 0x100000 * (worker + 1)
+    add = own(add_sa(base, OLD_COA, HOME_AGENT, 1))
+    if kind == "get":
+        ask(sock, add)
+        requests = [get_request(base)]
+    else:  # the same SA added and deleted, over and over
+        requests = [add, delete_request(base)]
+    pid = os.getpid().to_bytes(4, "little")
+    sent = answered = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        while sent - answered < WINDOW:
+            sock.send(requests[sent % len(requests)])
+            sent += 1
+        data = sock.recv(65536)
+        if data[12:16] == pid:  # an answer to this client, not another client's broadcast
+            answered += 1
+    counts.put(answered)
+    sock.close()
+
+
+def rate(path: Path, kind: str, clients: int, seconds: float) -> float:
+    counts: multiprocessing.Queue[int] = multiprocessing.Queue()
+    workers = [multiprocessing.Process(target=client, args=(path, kind, w, seconds, counts)) for w in range(clients)]
+    for w in workers:
+        w.start()
+    total = sum(counts.get(timeout=seconds + 60) for _ in workers)
+    for w in workers:
+        w.join()
+    return total / seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--clients", type=int, default=2, help="client processes for the sustained rate")
+    args = parser.parse_args()
+    linux = in_new_netns(lambda: linux_round_trip(args.seconds))
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as directory:
+        keyd = start_keyd(Path(directory))
+        try:
+            path = Path(directory) / "keyd.sock"
+            migrate_rt = round_trip(path, args.seconds)
+            reads = rate(path, "get", args.clients, args.seconds)
+            writes = rate(path, "write", args.clients, args.seconds)
+        finally:
+            keyd.terminate()
+            keyd.wait(10)
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as directory:  # the same without the disk's fsync
+        keyd = start_keyd(Path(directory))
+        try:
+            in_memory = round_trip(Path(directory) / "keyd.sock", args.seconds)
+        finally:
+            keyd.terminate()
+            keyd.wait(10)
+    print("keyd (journal on disk, fsync before answers) beside Linux, this machine")
+    print(f"{'Linux XFRM_MSG_MIGRATE round trip (anchor)':48} {linux * 1e6:>9.2f} µs")
+    print(f"{'keyd PF_KEY X_MIGRATE round trip':48} {migrate_rt * 1e6:>9.2f} µs  ({migrate_rt / linux:.1f}x Linux)")
+    print(
+        f"{'  the same, journal in tmpfs (no disk fsync)':48} {in_memory * 1e6:>9.2f} µs  ({in_memory / linux:.1f}x Linux)"
+    )
+    print(f"{f'keyd GETs, {args.clients} clients x {WINDOW} in flight':48} {reads:>9,.0f} messages/s")
+    print(f"{f'keyd ADD+DELETE, {args.clients} clients x {WINDOW} in flight':48} {writes:>9,.0f} messages/s")
+    ratio = migrate_rt / linux
+    checks = [
+        (f"round trip / Linux <= {TARGET_RATIO}", f"{ratio:.1f}", ratio <= TARGET_RATIO),
+        (f"GETs per second >= {TARGET_RATE:,}", f"{reads:,.0f}", reads >= TARGET_RATE),
+        (f"ADD+DELETE per second >= {TARGET_RATE:,}", f"{writes:,.0f}", writes >= TARGET_RATE),
+    ]
+    for name, value, ok in checks:
+        print(f"{name:40} {value:>10}  {'met' if ok else 'MISSED'}")
+    return 0 if all(ok for _, _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
