@@ -158,9 +158,8 @@ def main() -> int:
     print("keyd (journal on disk, fsync before answers) beside Linux, this machine")
     print(f"{'Linux XFRM_MSG_MIGRATE round trip (anchor)':48} {linux * 1e6:>9.2f} µs")
     print(f"{'keyd PF_KEY X_MIGRATE round trip':48} {migrate_rt * 1e6:>9.2f} µs  ({migrate_rt / linux:.1f}x Linux)")
-    print(
-        f"{'  the same, journal in tmpfs (no disk fsync)':48} {in_memory * 1e6:>9.2f} µs  ({in_memory / linux:.1f}x Linux)"
-    )
+    shm = "  the same, journal in tmpfs (no disk fsync)"
+    print(f"{shm:48} {in_memory * 1e6:>9.2f} µs  ({in_memory / linux:.1f}x Linux)")
     print(f"{f'keyd GETs, {args.clients} clients x {WINDOW} in flight':48} {reads:>9,.0f} messages/s")
     print(f"{f'keyd ADD+DELETE, {args.clients} clients x {WINDOW} in flight':48} {writes:>9,.0f} messages/s")
     ratio = migrate_rt / linux
