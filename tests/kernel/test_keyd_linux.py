@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from testbed.netns import in_new_netns
 
 from pfmigrate.backends.keyd import connect
 from pfmigrate.pfkey import Message, MsgType, SAType
@@ -94,10 +95,15 @@ def run_raw(sock: socket.socket, requests: list[bytes]) -> Transcript:
 
 
 def test_a_raw_pf_key_client_gets_the_same_bytes_from_keyd_and_from_linux(keyd: Path) -> None:
-    with socket.socket(AF_KEY, socket.SOCK_RAW, PF_KEY_V2) as af_key:
-        on_linux = run_raw(af_key, scenario())
+    requests = scenario()
+
+    def on_a_fresh_linux() -> Transcript:  # a new namespace: its policy ids count from zero, as keyd's
+        with socket.socket(AF_KEY, socket.SOCK_RAW, PF_KEY_V2) as af_key:
+            return run_raw(af_key, requests)
+
+    on_linux = in_new_netns(on_a_fresh_linux)
     with connect(keyd) as packets:
-        on_keyd = run_raw(packets, scenario())
+        on_keyd = run_raw(packets, requests)
     assert normalise(on_keyd) == normalise(on_linux)
     assert sum(len(step.received[0]) for step in on_linux.steps) >= 10
 
