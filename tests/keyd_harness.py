@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from ipaddress import ip_address
 from pathlib import Path
 
 from pfmigrate.backends.keyd import connect
@@ -19,31 +18,14 @@ from pfmigrate.keyd.server import Server
 from pfmigrate.keyd.service import AccessRules, Service
 from pfmigrate.model import (
     ESP,
-    MH,
-    Algorithm,
     Dir,
     IPAddress,
-    Lifetime,
     Mode,
     Policy,
-    SecurityAssociation,
-    Selector,
     Template,
 )
 from pfmigrate.sadb import Engine
-from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
-
-HOA, HA, OLD, NEW = (ip_address(a) for a in (HOME_ADDRESS, HOME_AGENT, OLD_COA, NEW_COA))
-AUTH = Algorithm("hmac(sha256)", bytes(range(32)), 96)
-ENC = Algorithm("cbc(aes)", bytes(range(100, 116)))
-OUT_SELECTOR = Selector.host(HOME_ADDRESS, HOME_AGENT, MH)
-
-
-FOREVER = Lifetime()
-
-
-def tunnel_sa(spi: int, src: IPAddress, dst: IPAddress, lifetime: Lifetime = FOREVER) -> SecurityAssociation:
-    return SecurityAssociation(src, dst, spi, ESP, Mode.TUNNEL, 0, AUTH, ENC, replay_window=32, lifetime=lifetime)
+from tests.seed_scenario import HA, HOA, NEW, OLD, OUT_SELECTOR, tunnel_sa
 
 
 def out_policy(coa: IPAddress) -> Policy:
@@ -107,4 +89,4 @@ class KeydProcess:
             self.process.wait(10)
 
 
-__all__ = ["HA", "HOA", "NEW", "OLD", "KeydProcess", "keyd_thread", "out_policy", "tunnel_sa"]
+__all__ = ["HA", "HOA", "NEW", "OLD", "OUT_SELECTOR", "KeydProcess", "keyd_thread", "out_policy", "tunnel_sa"]

@@ -11,7 +11,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
-from ipaddress import ip_address
 
 import pytest
 
@@ -21,32 +20,33 @@ from pfmigrate.model import (
     ESP,
     MH,
     AcquireEvent,
-    Algorithm,
     Dir,
     Event,
     EventsLost,
     ExpireEvent,
-    IPAddress,
-    KMAddress,
     Lifetime,
-    MigrateBundle,
     MigrateEvent,
-    MigrateRequest,
     Mode,
     Policy,
     SecurityAssociation,
-    Selector,
     Template,
 )
 from pfmigrate.sadb import Engine
-from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, OLD_COA
+from tests.seed_scenario import (
+    AUTH,
+    ENC,
+    HA,
+    HOA,
+    NEW,
+    OLD,
+    OUT_SELECTOR,
+    mn_migrates,
+    mn_policies,
+    tunnel_sa,
+    without_index,
+)
 
-HOA, HA, OLD, NEW = (ip_address(a) for a in (HOME_ADDRESS, HOME_AGENT, OLD_COA, NEW_COA))
-AUTH = Algorithm("hmac(sha256)", bytes(range(32)), 96)
-ENC = Algorithm("cbc(aes)", bytes(range(100, 116)))
-LIFETIME = Lifetime(soft_add=3000, hard_add=3600)
-OUT_SELECTOR = Selector.host(HOME_ADDRESS, HOME_AGENT, MH)
-IN_SELECTOR = Selector.host(HOME_AGENT, HOME_ADDRESS, MH)
 START = 1_800_000_000.0
 
 
@@ -56,30 +56,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def tunnel_sa(spi: int, src: IPAddress, dst: IPAddress, reqid: int = 0) -> SecurityAssociation:
-    return SecurityAssociation(src, dst, spi, ESP, Mode.TUNNEL, reqid, AUTH, ENC, replay_window=32, lifetime=LIFETIME)
-
-
-def mn_policies(coa: IPAddress, reqid: int = 0) -> list[Policy]:
-    return [
-        Policy(OUT_SELECTOR, Dir.OUT, (Template(ESP, Mode.TUNNEL, coa, HA, reqid),)),
-        Policy(IN_SELECTOR, Dir.IN, (Template(ESP, Mode.TUNNEL, HA, coa, reqid),)),
-    ]
-
-
-def mn_migrates() -> list[MigrateRequest]:
-    kma = KMAddress(NEW, HA)
-    return [
-        MigrateRequest(OUT_SELECTOR, Dir.OUT, (MigrateBundle(OLD, HA, NEW, HA),), kma),
-        MigrateRequest(IN_SELECTOR, Dir.IN, (MigrateBundle(HA, OLD, HA, NEW),), kma),
-    ]
-
-
-def without_index(policies: list[Policy]) -> list[Policy]:
-    stripped = (Policy(p.selector, p.dir, p.templates, p.action, p.priority) for p in policies)
-    return sorted(stripped, key=lambda p: (p.dir.value, str(p.selector)))
 
 
 @pytest.fixture(params=["linux", "pfmigrate"])

@@ -99,7 +99,7 @@ def test_lifetimes_continue_across_a_restart(directory: Path) -> None:
     now = [1_800_000_000.0]
     with keyd_thread(directory, clock=lambda: now[0]):
         engine = open_keyd(directory / "keyd.sock")
-        engine.add_sa(tunnel_sa(0x1000, OLD, HA, Lifetime(hard_add=100)))
+        engine.add_sa(tunnel_sa(0x1000, OLD, HA, lifetime=Lifetime(hard_add=100)))
         engine.close()
     now[0] += 150  # keyd was down when the SA's hard lifetime ran out
     with keyd_thread(directory, clock=lambda: now[0]):

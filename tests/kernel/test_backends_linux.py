@@ -15,7 +15,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from ipaddress import ip_address
 
 import pytest
 
@@ -23,62 +22,37 @@ from pfmigrate.backends.linux import open_pfkey, open_pfkey_async, open_xfrm, op
 from pfmigrate.engine import KeyEngine, KeyEngineError, Unsupported
 from pfmigrate.model import (
     ESP,
-    MH,
     AcquireEvent,
     Algorithm,
     Dir,
     Event,
     ExpireEvent,
-    IPAddress,
-    KMAddress,
     Lifetime,
-    MigrateBundle,
     MigrateEvent,
-    MigrateRequest,
     Mode,
     Policy,
     SecurityAssociation,
     Selector,
     Template,
 )
-from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
-
-HOA, HA, OLD, NEW = (ip_address(a) for a in (HOME_ADDRESS, HOME_AGENT, OLD_COA, NEW_COA))
+from pfmigrate.seed import HOME_AGENT, NEW_COA, OLD_COA
+from tests.seed_scenario import (
+    AUTH,
+    ENC,
+    HA,
+    NEW,
+    OLD,
+    OUT_SELECTOR,
+    key,
+    mn_migrates,
+    mn_policies,
+    tunnel_sa,
+    without_index,
+)
 
 pytestmark = pytest.mark.kernel
 
 OPENERS: dict[str, Callable[[], KeyEngine]] = {"pfkey": open_pfkey, "xfrm": open_xfrm}
-AUTH = Algorithm("hmac(sha256)", bytes(range(32)), 96)  # Linux's truncation for SHA-256 through PF_KEY
-ENC = Algorithm("cbc(aes)", bytes(range(100, 116)))
-LIFETIME = Lifetime(soft_add=3000, hard_add=3600)
-OUT_SELECTOR = Selector.host(HOME_ADDRESS, HOME_AGENT, MH)
-IN_SELECTOR = Selector.host(HOME_AGENT, HOME_ADDRESS, MH)
-
-
-def tunnel_sa(spi: int, src: IPAddress, dst: IPAddress) -> SecurityAssociation:
-    return SecurityAssociation(src, dst, spi, ESP, Mode.TUNNEL, 0, AUTH, ENC, replay_window=32, lifetime=LIFETIME)
-
-
-def mn_policies(coa: IPAddress) -> list[Policy]:
-    return [
-        Policy(OUT_SELECTOR, Dir.OUT, (Template(ESP, Mode.TUNNEL, coa, HA),)),
-        Policy(IN_SELECTOR, Dir.IN, (Template(ESP, Mode.TUNNEL, HA, coa),)),
-    ]
-
-
-def mn_migrates() -> list[MigrateRequest]:
-    out = MigrateBundle(OLD, HA, NEW, HA)
-    back = MigrateBundle(HA, OLD, HA, NEW)
-    kma = KMAddress(NEW, HA)
-    return [MigrateRequest(OUT_SELECTOR, Dir.OUT, (out,), kma), MigrateRequest(IN_SELECTOR, Dir.IN, (back,), kma)]
-
-
-def key(policy: Policy) -> tuple[str, str]:
-    return (policy.dir.value, str(policy.selector))
-
-
-def without_index(policies: list[Policy]) -> list[Policy]:
-    return sorted((Policy(p.selector, p.dir, p.templates, p.action, p.priority) for p in policies), key=key)
 
 
 def sas(engine: KeyEngine) -> list[SecurityAssociation]:
