@@ -1,0 +1,1 @@
+"""Mobile IPv6 agents: binding state, policy sets, movement driving MIGRATE."""
