@@ -214,7 +214,7 @@ def untyped(value: object) -> Any:
         (lambda: MobileNetworkPrefix(IPv6Address("2001:db8::"), 129), ValueError, "longer than 128"),
         (lambda: BindingAuthorizationData(bytes(256)), ValueError, "256 octets, not 0 to 255"),
         (lambda: UnknownOption(OptType.NONCE_INDICES, b""), ValueError, "is a known type"),
-        (lambda: UnknownOption(OptType.PADN, b""), ValueError, "is a known type"),
+        (lambda: UnknownOption(OptType.PADN, b""), ValueError, "is padding"),
         (lambda: UnknownMessage(MHType.BINDING_ACK), ValueError, "is a known type"),
         (lambda: UnknownMessage(MHType(9), bytes(3)), ValueError, "do not make a message"),
         (lambda: BindingUpdate(options=(BindingAuthorizationData(), NonceIndices())), ValueError, "must be the last"),

@@ -200,7 +200,9 @@ class UnknownOption(Option):
     data: bytes = b""
 
     def _check(self) -> None:
-        if self.opt_type in (OptType.PAD1, OptType.PADN) or self.opt_type in OPTION_CLASSES:
+        if self.opt_type in (OptType.PAD1, OptType.PADN):
+            raise ValueError(f"option type {self.opt_type.label} is padding, which the encoder lays out itself")
+        if self.opt_type in OPTION_CLASSES:
             raise ValueError(f"option type {self.opt_type.label} is a known type: use its class")
         check_length(self, "data", 0, 0xFF)
 
