@@ -350,6 +350,8 @@ def _home_agent_config(top: _Table) -> HAConfig:
     defaults = top.table("ipsec")
     reqid_start = DEFAULT_REQID_BASE
     if defaults is not None:
+        if "sa" in defaults.values:
+            raise defaults.error("sa", "SAs belong to one mobile node: give them as mobile_nodes[N].ipsec.sa")
         defaults.only(*(key for key in _IPSEC_KEYS if key != "sa"))
         _settings(defaults, defaults=True)  # checked here even where every node overrides them
         reqid_start = defaults.integer("reqid_base", 1, MAX_REQID - REQIDS_PER_NODE + 1, DEFAULT_REQID_BASE)
@@ -414,8 +416,8 @@ def _ipsec(own: _Table, defaults: _Table | None, parent: _Table, reqid_base: int
     if "reqid_base" in own.values:
         base = own.integer("reqid_base", 1, MAX_REQID - REQIDS_PER_NODE + 1, None)
     elif reqid_base + REQIDS_PER_NODE - 1 > MAX_REQID:
-        raise parent.error(
-            "ipsec.reqid_base",
+        raise parent.error_at(
+            ".".join(filter(None, (parent.path, "ipsec", "reqid_base"))),
             f"the derived reqids {reqid_base}-{reqid_base + REQIDS_PER_NODE - 1} pass {MAX_REQID}: give a smaller one",
         )
     else:
