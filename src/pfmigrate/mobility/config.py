@@ -11,10 +11,11 @@ What is checked beyond types: addresses are IPv6 and where they must be (the hom
 on the mobile node's home prefix, each served home address on the home agent's), prefixes
 have no host bits and do not overlap, lifetimes fit a Binding Update (multiples of 4 s
 up to 262140 s, RFC 6275 §6.1.7), Binding Updates and Acknowledgements are protected
-(RFC 3776 §4.1: "MUST be used") with a non-null authentication algorithm, the K bit is
-clear with manual keys (RFC 6275 §6.1.7), SPIs are outside the reserved 0-255 and do not
-collide where SAs share a destination, keys have a length the algorithm takes, and
-reqids stay within Linux's manual range (PF_KEY replaces larger ones with its own).
+(RFC 3776 §4.1: "MUST be used") with a non-null authentication algorithm (RFC 6275
+§5.1), the K bit is clear with manual keys (RFC 6275 §6.1.7), SPIs are outside the
+reserved 0-255 and do not collide where SAs share a destination, keys have a length the
+algorithm takes, and reqids stay within Linux's manual range (PF_KEY replaces larger
+ones with its own).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ REQIDS_PER_NODE: Final = 8
 MIN_SPI: Final = 256
 MAX_SPI: Final = 0xFFFFFFFF
 DEFAULT_REQID_BASE: Final = 100
+DEFAULT_ENCRYPTION: Final = "cbc(aes)"
+DEFAULT_AUTHENTICATION: Final = "hmac(sha256)"
 DEFAULT_LIFETIME: Final = 600
 DEFAULT_MAX_LIFETIME: Final = 3600
 DEFAULT_PREFIX_LENGTH: Final = 64
@@ -438,15 +441,19 @@ def _settings(table: _Table, *, defaults: bool = False) -> tuple[Keying | None, 
     ``[ipsec]``, where keying may be left to each node)."""
     keying = None if defaults and table.get("keying") is None else table.choice("keying", Keying, "the keying")
     protect = _protections(table)
-    encryption = table.optional("encryption", str, "an encryption algorithm") or "cbc(aes)"
-    if encryption not in _ENCRYPTION:
+    encryption = table.optional("encryption", str, "an encryption algorithm")
+    if encryption is None:
+        encryption = DEFAULT_ENCRYPTION
+    elif encryption not in _ENCRYPTION:
         raise table.error("encryption", f"expected one of {', '.join(_ENCRYPTION)}, found {encryption!r}")
-    authentication = table.optional("authentication", str, "an authentication algorithm") or "hmac(sha256)"
-    if authentication not in _AUTHENTICATION:
+    authentication = table.optional("authentication", str, "an authentication algorithm")
+    if authentication is None:
+        authentication = DEFAULT_AUTHENTICATION
+    elif authentication not in _AUTHENTICATION:
         raise table.error(
             "authentication",
             f"expected one of {', '.join(_AUTHENTICATION)} (Mobile IPv6 signalling needs a non-null "
-            f"authentication algorithm, RFC 3776 4.1), found {authentication!r}",
+            f"authentication algorithm, RFC 6275 5.1), found {authentication!r}",
         )
     shared = table.optional("shared_reqids", bool, "true or false") or False
     return keying, protect, encryption, authentication, shared
@@ -657,8 +664,7 @@ class _Table:
         try:
             address = IPv6Address(text)
         except ValueError:
-            version = _version(text)
-            found = "an IPv4 address" if version == 4 else repr(text)
+            found = "an IPv4 address" if _is_ipv4(text) else repr(text)
             raise self.error(key, f"expected an IPv6 address, found {found}") from None
         if address.is_unspecified or address.is_multicast or address.is_loopback:
             raise self.error(key, f"expected a unicast address, found {address}")
@@ -702,11 +708,12 @@ class _Table:
         return [_Table(self.source, f"{_join(self.path, key)}[{i}]", item) for i, item in enumerate(value)]
 
 
-def _version(text: str) -> int | None:
+def _is_ipv4(text: str) -> bool:
     try:
-        return ipaddress.ip_address(text).version
+        ipaddress.IPv4Address(text)
     except ValueError:
-        return None
+        return False
+    return True
 
 
 __all__ = [

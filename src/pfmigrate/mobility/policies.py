@@ -256,7 +256,8 @@ def _template(pair: _Pair, protection: Protection, toward: Toward, coa: IPv6Addr
 
 def _policy_set(pair: _Pair, coa: IPv6Address | None, *, tunnels_only: bool = False) -> PolicySet:
     """The set for the mobile node at ``coa`` (``None``: at home, the transport set)."""
-    wanted = [p for p in pair.ipsec.protect if (p.tunnel or not tunnels_only) and (coa is not None or not p.tunnel)]
+    away = coa is not None
+    wanted = [p for p in pair.ipsec.protect if (away if p.tunnel else not tunnels_only)]
     where = pair.home_address if coa is None else coa
     policies = tuple(
         Policy(
