@@ -11,7 +11,8 @@ Inputs come from ``random.Random(seed)`` (not Hypothesis, for speed): a pool of 
 messages built from the declared field widths, then per case one of: random bytes,
 random options under a plausible header, bit flips, byte overwrites, truncation, Header
 Len, Option Length and option type edits, inserted or deleted bytes, trailing bytes,
-options spliced between messages, or a stack of several of these. A third of the cases
+options spliced between messages, options packed without alignment up to the size
+limit, or a stack of several of these. A third of the cases
 also carry addresses, half of those with the checksum made right after the mutation.
 
     python tests/fuzz/fuzz_mip6.py --cases 1000000 --seed 1
@@ -158,6 +159,7 @@ class Mutator:
             ("insert-delete", lambda: self.insert_delete(self.base())),
             ("trailing", lambda: self.trailing(self.base())),
             ("splice", self.splice),
+            ("dense", self.dense),
             ("havoc", self.havoc),
         ]
 
@@ -261,6 +263,24 @@ class Mutator:
         data = bytearray(first[: 6 + fixed])
         for _ in range(rng.randrange(min(len(pieces), 8) + 1)):
             data += rng.choice(pieces)
+        data += bytes(-len(data) % 8)
+        return fix_header_len(data)
+
+    def dense(self) -> bytearray:
+        """Options packed back to back without alignment, up to the 2048-octet limit: the
+        decoder must refuse what would not fit once aligned."""
+        rng = self.rng
+        data = bytearray([59, 0, 5, 0, 0, 0]) + rng.randbytes(6)  # a Binding Update
+        pieces = [
+            bytes(d[a:b]) for d in self.pool[:200] for a, b in option_spans(d)
+            if d[a] > OptType.PADN and d[a] != OptType.BINDING_AUTHORIZATION_DATA
+        ]  # fmt: skip
+        limit = rng.choice((2048, 2048, rng.randrange(16, 2049)))
+        while pieces:
+            piece = rng.choice(pieces)
+            if len(data) + len(piece) > limit:
+                break
+            data += piece
         data += bytes(-len(data) % 8)
         return fix_header_len(data)
 
@@ -377,7 +397,7 @@ def run(cases: int, seed: int, pool_size: int) -> int:
     print(f"              {canonical:,} of them re-encoded to the same bytes (canonical padding, zero reserved)")
     print(f"DecodeError:  {cases - decoded:,}, of which {checksum_refused:,} for a wrong checksum")
     print("top DecodeError reasons:")
-    for reason, n in reasons.most_common(12):
+    for reason, n in reasons.most_common(16):
         print(f"  {n:>9,}  {reason}")
     print("cases by kind (decoded ok / all):")
     for kind, n in sorted(kinds.items()):
