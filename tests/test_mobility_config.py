@@ -289,6 +289,7 @@ MN_MISTAKES = [
     (changed(MN_EXAMPLE, "ipsec.protect", ["payload"]), "ipsec.protect", "MUST be used"),
     (changed(MN_EXAMPLE, "ipsec.protect", "bu-ba"), "ipsec.protect", "expected an array of protection names"),
     (changed(MN_EXAMPLE, "ipsec.encryption", "aes"), "ipsec.encryption", "expected one of ecb(cipher_null), cbc(des)"),
+    (changed(MN_EXAMPLE, "ipsec.encryption", ""), "ipsec.encryption", "found ''"),
     (changed(MN_EXAMPLE, "ipsec.authentication", "digest_null"), "ipsec.authentication", "non-null"),
     (changed(MN_EXAMPLE, "ipsec.reqid_base", 0), "ipsec.reqid_base", "from 1 to 16376"),
     (changed(MN_EXAMPLE, "ipsec.reqid_base", 16377), "ipsec.reqid_base", "from 1 to 16376"),
