@@ -24,13 +24,14 @@ def encode(msg: Message, src: Address | None, dst: Address | None) -> bytes:
 def decode(data: bytes | bytearray | memoryview, src: Address | None = None, dst: Address | None = None) -> Message:
     """One Mobility Header message; ``DecodeError`` (offset and reason) if it is invalid.
 
-    Checks what RFC 6275 §9.2 has a receiver check, in its order: the Checksum, when
-    both addresses are given (offset 4); Payload Proto 59 (offset 0); Header Len against
-    the data (offset 1, or where bytes beyond it start) and against the least length of
+    Checks what RFC 6275 §9.2 has a receiver check: first the Checksum, when both
+    addresses are given (offset 4); then Payload Proto 59 (offset 0), Header Len against
+    the data (offset 1, or where octets beyond it start) and against the least length of
     the MH type (offset 1). Offsets 0 and 1 are the pointers of the ICMP Parameter
     Problem the RFC says to answer with. Then the options: each inside the message, known
     fixed-size options of their size, nothing but padding after Binding Authorization
-    Data. An unknown MH type decodes to ``UnknownMessage``.
+    Data. An unknown MH type (after the Payload Proto and Header Len checks, unlike
+    §9.2, so that it is kept whole) decodes to ``UnknownMessage``.
     """
     if type(data) is not bytes:
         data = bytes(data)
