@@ -16,7 +16,10 @@ from ipaddress import IPv6Address, IPv6Network
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scapy.layers.inet6 import HAO, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting, PadN
+from scapy.layers.inet6 import HAO, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting, PadN
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+from testbed.handover import parse_ipv6
 
 from pfmigrate.backends.inprocess import Hub, open_inprocess
 from pfmigrate.backends.xfrm_ops import XfrmOperations
@@ -379,3 +382,24 @@ def test_ro_set_sum_keeps_order() -> None:
     assert (a + b).states == a.states + b.states
     assert (a + b).policies == b.policies
     assert RoSet() + a == a
+
+
+# --- the kernel tier's wire parser (testbed.handover), on frames scapy builds -------------------------
+
+
+MAC = "02:00:00:00:00:01"
+LINK = Ether(src=MAC, dst=MAC)  # given, so that scapy looks nothing up
+
+
+def test_the_wire_parser_follows_extension_headers_up_to_esp() -> None:
+    esp = Raw(struct.pack("!II", 0x1000, 1) + bytes(40))  # SPI, sequence number, ciphertext
+    bu = LINK / IPv6(src=str(COA1), dst=str(HA)) / IPv6ExtHdrDestOpt(nh=50, options=[HAO(hoa=str(HOA))]) / esp
+    ba = LINK / IPv6(src=str(HA), dst=str(COA1)) / IPv6ExtHdrRouting(nh=50, type=2, segleft=1, addresses=[str(HOA)])
+    tunnel = LINK / IPv6(src=str(COA1), dst=str(HA), nh=50) / esp
+    parsed = [parse_ipv6(bytes(f)) for f in (bu, ba / esp, tunnel)]
+    assert [(p.chain, p.hao, p.rh2) for p in parsed if p is not None] == [
+        ((60, 50), HOA, None),
+        ((43, 50), None, HOA),
+        ((50,), None, None),
+    ]
+    assert parse_ipv6(bytes(Ether(src=MAC, dst=MAC, type=0x0800) / Raw(bytes(60)))) is None
