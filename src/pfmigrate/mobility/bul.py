@@ -318,7 +318,7 @@ def _established(m: HomeRegistration, ack: BindingAck, bu: BindingUpdate, now: f
     m.outstanding = None
     m.key_management = bu.key_management and ack.key_management
     m.k_refused = bu.key_management and not ack.key_management
-    prefix = ack.status == BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY
+    prefix = ack.status == BAStatus.PREFIX_DISCOVERY_NECESSARY
     out.append(BindingEstablished(m.coa, granted, m.expiry, m.key_management, prefix))
     return MnState.REGISTERED
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from pfmigrate._enum import OpenIntEnum
+from pfmigrate.mip6.constants import BAStatus  # one enum for the wire and the machines
 
 #: §12: the first wait for a Binding Acknowledgement when the home agent already holds a binding.
 INITIAL_BINDACK_TIMEOUT: Final = 1.0
@@ -29,32 +29,6 @@ MAX_LIFETIME: Final = 0xFFFF * LIFETIME_UNIT
 
 #: §9.5.1: sequence numbers are a free-running 16-bit counter compared modulo 2**16.
 SEQUENCE_MODULUS: Final = 1 << 16
-
-
-class BAStatus(OpenIntEnum):
-    """Binding Acknowledgement status (RFC 6275 §6.1.8; 140 to 143 from RFC 3963 §4.2).
-
-    Below 128 the Binding Update was accepted; from 128 on it was rejected.
-    """
-
-    ACCEPTED = 0
-    ACCEPTED_PREFIX_DISCOVERY_NECESSARY = 1
-    REASON_UNSPECIFIED = 128
-    ADMINISTRATIVELY_PROHIBITED = 129
-    INSUFFICIENT_RESOURCES = 130
-    HOME_REGISTRATION_NOT_SUPPORTED = 131
-    NOT_HOME_SUBNET = 132
-    NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE = 133
-    DUPLICATE_ADDRESS_DETECTION_FAILED = 134
-    SEQUENCE_NUMBER_OUT_OF_WINDOW = 135
-    EXPIRED_HOME_NONCE_INDEX = 136
-    EXPIRED_CARE_OF_NONCE_INDEX = 137
-    EXPIRED_NONCES = 138
-    REGISTRATION_TYPE_CHANGE_DISALLOWED = 139
-    MOBILE_ROUTER_OPERATION_NOT_PERMITTED = 140
-    INVALID_PREFIX = 141
-    NOT_AUTHORIZED_FOR_PREFIX = 142
-    FORWARDING_SETUP_FAILED = 143
 
 
 #: Rejections a mobile node answers by trying again on its back-off schedule.
@@ -77,3 +51,9 @@ RETRYABLE: Final = frozenset(
 def accepted(status: int) -> bool:
     """§6.1.8: a status below 128 means the Binding Update was accepted."""
     return status < 128
+
+
+__all__ = [
+    "INITIAL_BINDACK_TIMEOUT", "INITIAL_BINDACK_TIMEOUT_FIRST_REG", "LIFETIME_UNIT", "MAX_BINDACK_TIMEOUT",
+    "MAX_LIFETIME", "MAX_UPDATE_RATE", "RETRYABLE", "SEQUENCE_MODULUS", "BAStatus", "accepted",
+]  # fmt: skip
