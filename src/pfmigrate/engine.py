@@ -242,6 +242,21 @@ class KeyEngine:
             return [EventsLost(str(exc))]
         return [] if raw is None else self.ops.events(raw)
 
+    def poll_events(self) -> list[Event]:
+        """Every event already received, without waiting (``[]`` if none)."""
+        self.subscribe()
+        assert self._events is not None
+        out: list[Event] = []
+        while True:
+            try:
+                raw = self._events.recv(0.0)
+            except EventsLostError as exc:
+                out.append(EventsLost(str(exc)))
+                continue
+            if raw is None:
+                return out
+            out += self.ops.events(raw)
+
     def close(self) -> None:
         self.transport.close()
         if self._events is not None:

@@ -1,35 +1,21 @@
-"""``pfmigrate demo``: the seed's MIGRATE, on the wire and carried out by the embedded engine.
+"""``pfmigrate demo``: the seed's journey with both Mobile IPv6 agents on the embedded engine.
 
-First the message itself: built, encoded, decoded again. Then the mobile node's tunnel
-SAs and Mobility Header policies go into pfmigrate's own key engine (in-process, no
-kernel), the MIGRATE moves them to the new care-of address, and a listener standing
-for the IKE daemon hears the announcement with its new local address (KMADDRESS).
+The mobile node goes from home to the old care-of address, to the new one, and home
+again. Each agent has its own in-process key engine (two hosts, two engines); the
+Mobility Headers go over an in-process link; an IKE listener on each engine hears the
+MIGRATEs with KMADDRESS. The timeline shows each step with its time, the SAD and SPD
+before and after each move; ``--svg`` draws it. No root and no kernel support needed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
-from pfmigrate.backends.inprocess import Hub, open_inprocess
-from pfmigrate.model import (
-    ESP,
-    MH,
-    Algorithm,
-    Dir,
-    KMAddress,
-    Lifetime,
-    MigrateBundle,
-    MigrateEvent,
-    MigrateRequest,
-    Mode,
-    Policy,
-    SecurityAssociation,
-    Selector,
-    Template,
-)
+from pfmigrate.mobility.seedconfig import seed_configs
+from pfmigrate.mobility.simulation import Simulation
 from pfmigrate.pfkey import decode
 from pfmigrate.pfkey.jsonform import to_json
 from pfmigrate.pfkey.render import render
@@ -37,8 +23,10 @@ from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA, seed_migr
 
 
 def register(commands: Any) -> None:
-    demo = commands.add_parser("demo", help="the seed's MIGRATE on the wire and on the embedded engine")
-    demo.add_argument("--json", action="store_true", help="also print the decoded message as JSON")
+    demo = commands.add_parser("demo", help="the seed's mobile node moving, with both agents on the embedded engine")
+    demo.add_argument("--svg", type=Path, help="also draw the timeline as an SVG picture in this file")
+    demo.add_argument("--wire", action="store_true", help="first show the seed's MIGRATE message on the wire")
+    demo.add_argument("--json", action="store_true", help="with --wire: the decoded message as JSON too")
     demo.set_defaults(run=run)
 
 
@@ -61,57 +49,47 @@ def on_the_wire(args: argparse.Namespace) -> bool:
     return same
 
 
-def on_the_engine() -> bool:
-    hoa, ha, old, new = (ip_address(a) for a in (HOME_ADDRESS, HOME_AGENT, OLD_COA, NEW_COA))
-    auth, enc = Algorithm("hmac(sha256)", bytes(32), 96), Algorithm("cbc(aes)", bytes(16))
-    lifetime = Lifetime(soft_add=3000, hard_add=3600)
-    out_sel, in_sel = Selector.host(hoa, ha, MH), Selector.host(ha, hoa, MH)
-    hub = Hub()
-    engine, ike = open_inprocess(hub), open_inprocess(hub)
-    ike.subscribe()
-    engine.add_sa(SecurityAssociation(old, ha, 0x1000, ESP, Mode.TUNNEL, 0, auth, enc, lifetime=lifetime))
-    engine.add_sa(SecurityAssociation(ha, old, 0x1001, ESP, Mode.TUNNEL, 0, auth, enc, lifetime=lifetime))
-    engine.add_policy(Policy(out_sel, Dir.OUT, (Template(ESP, Mode.TUNNEL, old, ha),)))
-    engine.add_policy(Policy(in_sel, Dir.IN, (Template(ESP, Mode.TUNNEL, ha, old),)))
-    print("Before the move, the engine holds:")
-    _show(engine.dump_sas(), engine.dump_policies())
-    kma = KMAddress(new, ha)
-    engine.migrate(MigrateRequest(out_sel, Dir.OUT, (MigrateBundle(old, ha, new, ha),), kma))
-    engine.migrate(MigrateRequest(in_sel, Dir.IN, (MigrateBundle(ha, old, ha, new),), kma))
-    print("After the two MIGRATEs (outbound and inbound):")
-    sas, policies = engine.dump_sas(), engine.dump_policies()
-    _show(sas, policies)
-    heard: list[MigrateEvent] = []
-    for _ in range(8):  # every broadcast since it subscribed: two ADDs, two SPDADDs, two MIGRATEs
-        heard += [e for e in ike.next_events(0.0) if isinstance(e, MigrateEvent)]
-    for event in heard:
-        request = event.request
-        print(f"The IKE daemon heard: MIGRATE {request.dir.name} {request.selector}, new local address "
-              f"{request.kmaddress.local if request.kmaddress else '?'}")  # fmt: skip
-    engine.close()
-    ike.close()
-    moved = all(old not in (sa.src, sa.dst) for sa in sas) and len(sas) == 2
-    return moved and len(heard) == 2
+def journey(svg: Path | None) -> bool:
+    """Home, the old care-of address, the new one, home again: both agents, their own
+    in-process engines, the seed's RFC 4877 protections with manual keys."""
+    mn_config, ha_config = seed_configs()
+    sim = Simulation(mn_config, ha_config)
+    _tables(sim, "At home")
+    legs = []
+    for where in (OLD_COA, NEW_COA, "home"):
+        mark = len(sim.timeline.entries)
+        leg = sim.go_home() if where == "home" else sim.move(where)
+        legs.append(leg)
+        print(f"\n=== the mobile node moves to {where} ===")
+        for entry in sim.timeline.entries[mark:]:
+            print(f"{entry.at * 1000:9.3f} ms  {entry.describe()}")
+        print(f"IPsec moved in {leg.ipsec * 1000:.2f} ms ({leg.migrates} MIGRATEs), "
+              f"Binding Acknowledgement after {leg.acknowledged * 1000:.2f} ms")  # fmt: skip
+        _tables(sim, f"After the move to {where}")
+    if svg is not None:
+        svg.write_text(sim.timeline.svg("pfmigrate demo: the seed's mobile node moves twice and comes home"))
+        print(f"\nthe timeline as a picture: {svg}")
+    moved = all(leg.acknowledged > 0 for leg in legs)
+    home = not any("tunnel" in line for line in sim.tables()["MN"] + sim.tables()["HA"])
+    sim.close()
+    return moved and home
 
 
-def _show(sas: list[SecurityAssociation], policies: list[Policy]) -> None:
-    for sa in sorted(sas, key=lambda sa: sa.spi):
-        print(f"  SA     {sa.src} -> {sa.dst} spi 0x{sa.spi:x} {sa.mode.name.lower()}")
-    for policy in policies:
-        [template] = policy.templates
-        print(f"  policy {policy.dir.name:3} {policy.selector} via {template.src} -> {template.dst}")
+def _tables(sim: Simulation, heading: str) -> None:
+    print(f"\n--- {heading}: the SAD and SPD ---")
+    for host, lines in sim.tables().items():
+        for line in lines:
+            print(f"  {host}  {line}")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("The mobile node moves; Mobile IPv6 tells the key engine with PF_KEY MIGRATE:")
-    print(f"  home address {HOME_ADDRESS}, home agent {HOME_AGENT}")
-    print(f"  ESP tunnel   {OLD_COA} -> {HOME_AGENT}")
-    print(f"  becomes      {NEW_COA} -> {HOME_AGENT}")
-    print()
-    wire_ok = on_the_wire(args)
-    print()
-    print("Carried out by pfmigrate's own key engine (in-process, no kernel needed):")
-    engine_ok = on_the_engine()
-    print()
-    print(f"Result: {'the tunnel moved and the IKE daemon was told' if engine_ok else 'FAILED'}")
-    return 0 if wire_ok and engine_ok else 1
+    print(f"The seed's mobile node (home address {HOME_ADDRESS}, home agent {HOME_AGENT})")
+    print(f"moves from home to care-of address {OLD_COA}, then to {NEW_COA}, then home.")
+    print("Each move: the mobile node MIGRATEs its IPsec, then sends a Binding Update;")
+    print("the home agent MIGRATEs, then answers with a Binding Acknowledgement.")
+    if args.wire:
+        print()
+        on_the_wire(args)
+    ok = journey(args.svg)
+    print(f"\nResult: {'every move registered, IPsec followed, and home again' if ok else 'FAILED'}")
+    return 0 if ok else 1

@@ -1,0 +1,299 @@
+"""The mobile node and home agent, sans-IO: movement and Mobility Headers in, key-engine
+changes, Mobility Headers to send and notes for the log out.
+
+Each agent joins three pieces: its binding machine (``bul.HomeRegistration`` or
+``cache.BindingCache``), the RFC 4877 policy sets (``policies``) and the Mobility Header
+codec (``mip6``). The shell around it (``simulation`` in-process, ``daemon`` with real
+sockets) carries out the steps in order:
+
+* ``Configure``: apply these changes to the key engine, then call ``configured`` with
+  the result. The machines see the move as done only then: the mobile node's IPsec has
+  moved **before** its Binding Update goes out, the home agent's **before** its Binding
+  Acknowledgement (RFC 4877), and a home agent whose move fails answers 130.
+* ``Send``: a Mobility Header for the shell to send (from ``src`` to ``dst``, by way of
+  the care-of address ``coa``: the Home Address option or the type 2 routing header).
+* ``Note``: an event of the handover for the log and the timeline.
+
+A MIGRATE refused with "no such policy" (ENOENT) or "no matching SA" (ENODATA) means the
+engine's tables are not what the agent believes: the agent says so (a ``divergence``
+note) and asks for a repair, which installs the whole set for the target care-of
+address; it is never taken for success.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address, IPv6Network
+from typing import Any
+
+from pfmigrate import mip6
+from pfmigrate._wire import DecodeError
+from pfmigrate.mobility import policies
+from pfmigrate.mobility.binding import (
+    BindingAck,
+    BindingUpdate,
+    Ignored,
+    MigrateDone,
+    MigrateFailed,
+    MigrateIPsec,
+    RestoreHome,
+    TimerFired,
+)
+from pfmigrate.mobility.bul import (
+    BindingAckReceived,
+    BindingEstablished,
+    BindingLost,
+    BindingRejected,
+    GaveUp,
+    HomeRegistration,
+    MnEvent,
+    MobileNodeConfig,
+    Moved,
+    ReturnedHome,
+    SendBindingUpdate,
+)
+from pfmigrate.mobility.cache import (
+    BindingAccepted,
+    BindingCache,
+    BindingRemoved,
+    BindingUpdateReceived,
+    HaEvent,
+    HomeAgentConfig,
+    SendBindingAck,
+)
+from pfmigrate.mobility.config import HAConfig, MNConfig
+from pfmigrate.mobility.policies import Change, PolicySet
+
+DIVERGENCE = frozenset({errno.ENOENT, errno.ENODATA})
+
+
+@dataclass(frozen=True, slots=True)
+class Configure:
+    """Apply ``changes`` to the key engine (``repair``: make the tables equal ``target``)."""
+
+    hoa: IPv6Address
+    changes: tuple[Change, ...]
+    why: str
+    repair: PolicySet | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    data: bytes
+    src: IPv6Address
+    dst: IPv6Address
+    coa: IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    event: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Step = Configure | Send | Note
+
+
+def _note(event: str, **fields: Any) -> Note:
+    return Note(event, {k: str(v) if isinstance(v, IPv6Address) else v for k, v in fields.items()})
+
+
+class MobileNodeAgent:
+    """One mobile node: its home registration, its IPsec, its Binding Updates."""
+
+    def __init__(self, config: MNConfig, *, by_reqid: bool = False) -> None:
+        self.config = config
+        self.by_reqid = by_reqid  # name bundles by reqid (pfmigrate's engine) or by old endpoints (Linux)
+        self.hoa, self.ha = config.home_address, config.home_agent
+        machine = MobileNodeConfig(
+            self.hoa,
+            config.lifetime,
+            config.key_management_mobility,
+            mobile_router=bool(config.mobile_network_prefixes),
+        )
+        self.registration = HomeRegistration(machine)
+        self.target: IPv6Address | None = None  # where the IPsec move under way goes (None: home)
+
+    def timer(self) -> float | None:
+        return self.registration.timer()
+
+    def moved(self, coa: IPv6Address, now: float) -> list[Step]:
+        return [_note("moved", coa=coa), *self._run(Moved(coa), now)]
+
+    def returned_home(self, now: float) -> list[Step]:
+        return [_note("home"), *self._run(ReturnedHome(), now)]
+
+    def tick(self, now: float) -> list[Step]:
+        return self._run(TimerFired(), now)
+
+    def received(self, data: bytes, src: IPv6Address, dst: IPv6Address, now: float) -> list[Step]:
+        try:
+            msg = mip6.decode(data, src, dst)
+        except DecodeError as exc:
+            return [_note("mh-refused", peer=src, error=str(exc))]
+        if not isinstance(msg, mip6.BindingAck):
+            return [_note("mh-ignored", peer=src, type=type(msg).__name__)]
+        ack = BindingAck(
+            msg.status, msg.sequence, msg.lifetime_seconds, bool(msg.flags & mip6.BAFlags.K),
+            bool(msg.flags & mip6.BAFlags.R),
+        )  # fmt: skip
+        note = _note("ba-received", status=int(msg.status), sequence=msg.sequence, k=ack.key_management)
+        return [note, *self._run(BindingAckReceived(ack), now)]
+
+    def configured(self, error: int, reason: str, now: float) -> list[Step]:
+        """The shell carried out the last ``Configure``: ``error`` 0, or the errno it failed with."""
+        if error in DIVERGENCE:
+            target = policies.mn_policy_set(self.config, self.target)
+            return [
+                _note("divergence", errno=error, reason=reason, target=self.target or "home"),
+                Configure(self.hoa, (), "repair", repair=target),
+            ]
+        if error:
+            return [
+                _note("migrate-failed", errno=error, reason=reason),
+                *self._run(MigrateFailed(self.hoa, reason), now),
+            ]
+        return [_note("migrate-done", to=self.target or "home"), *self._run(MigrateDone(self.hoa), now)]
+
+    def _run(self, event: MnEvent, now: float) -> list[Step]:
+        steps: list[Step] = []
+        for action in self.registration.handle(event, now):
+            steps += self._act(action)
+        return steps
+
+    def _act(self, action: object) -> list[Step]:
+        match action:
+            case MigrateIPsec(_, old, new, move_ike):
+                self.target = None if new == self.hoa else new
+                changes = policies.mn_move(self.config, old, self.target, by_reqid=self.by_reqid)
+                return [_note("migrate", old=old, new=new, ike=move_ike, changes=len(changes)),
+                        Configure(self.hoa, tuple(changes), "move")]  # fmt: skip
+            case RestoreHome(_, from_coa, _, why):
+                self.target = None
+                changes = policies.mn_move(self.config, from_coa, None, by_reqid=self.by_reqid)
+                return [_note("restore-home", why=why), Configure(self.hoa, tuple(changes), "home")]
+            case SendBindingUpdate(coa, bu, retransmit):
+                data = binding_update(bu, coa, self.hoa, self.ha)
+                return [_note("bu-sent", coa=coa, sequence=bu.sequence, lifetime=bu.lifetime, retransmit=retransmit),
+                        Send(data, self.hoa, self.ha, coa)]  # fmt: skip
+            case BindingEstablished(coa, lifetime, _, k, _):
+                return [_note("registered", coa=coa, lifetime=lifetime, k=k)]
+            case BindingLost(coa, why):
+                return [_note("binding-lost", coa=coa, why=why)]
+            case BindingRejected(status, will_retry):
+                return [_note("rejected", status=int(status), retry=will_retry)]
+            case GaveUp(why):
+                return [_note("gave-up", why=why)]
+            case Ignored(why):
+                return [_note("ignored", why=why)]
+        return [_note("action", what=type(action).__name__)]
+
+
+def binding_update(bu: BindingUpdate, coa: IPv6Address, hoa: IPv6Address, ha: IPv6Address) -> bytes:
+    """The Mobility Header of a home registration; the care-of address also travels in an
+    Alternate Care-of Address option, which ESP protects (RFC 6275 §11.7.1, RFC 4877)."""
+    flags = mip6.BUFlags(0)
+    for on, flag in ((bu.ack, mip6.BUFlags.A), (bu.home, mip6.BUFlags.H), (bu.link_local, mip6.BUFlags.L),
+                     (bu.key_management, mip6.BUFlags.K), (bu.mobile_router, mip6.BUFlags.R)):  # fmt: skip
+        if on:
+            flags |= flag
+    options = (mip6.AlternateCareOfAddress(coa),) if bu.lifetime else ()
+    msg = mip6.BindingUpdate(bu.sequence, flags, bu.lifetime // 4, options)
+    return mip6.encode(msg, hoa, ha)
+
+
+class HomeAgentAgent:
+    """One home agent: its binding cache, the IPsec of the mobile nodes it serves, its
+    Binding Acknowledgements."""
+
+    def __init__(self, config: HAConfig, *, by_reqid: bool = False) -> None:
+        self.config = config
+        self.by_reqid = by_reqid
+        self.served = {node.home_address: node for node in config.mobile_nodes}
+        home_prefix = IPv6Network(f"{config.address}/{config.prefix_length}", strict=False)
+        machine = HomeAgentConfig(
+            (home_prefix,), config.max_lifetime, config.allow_key_management_mobility,
+            mobile_routers=any(node.mobile_network_prefixes for node in config.mobile_nodes),
+        )  # fmt: skip
+        self.cache = BindingCache(machine)
+        self.targets: dict[IPv6Address, IPv6Address | None] = {}  # per home address: where its move goes
+
+    def timer(self) -> float | None:
+        return self.cache.timer()
+
+    def tick(self, now: float) -> list[Step]:
+        return self._run(TimerFired(), now)
+
+    def received(self, data: bytes, src: IPv6Address, dst: IPv6Address, coa: IPv6Address, now: float) -> list[Step]:
+        """A Mobility Header from ``src`` (the home address, from the Home Address option)
+        that came from ``coa`` (the packet's source)."""
+        try:
+            msg = mip6.decode(data, src, dst)
+        except DecodeError as exc:
+            return [_note("mh-refused", peer=src, error=str(exc))]
+        if not isinstance(msg, mip6.BindingUpdate):
+            return [_note("mh-ignored", peer=src, type=type(msg).__name__)]
+        alternate = next((o.address for o in msg.options if isinstance(o, mip6.AlternateCareOfAddress)), None)
+        care_of = IPv6Address(alternate) if alternate is not None else coa
+        note = _note("bu-received", hoa=src, coa=care_of, sequence=msg.sequence, lifetime=msg.lifetime_seconds)
+        if src not in self.served:  # not one of ours: say so (RFC 6275 §10.3.1)
+            ack = mip6.BindingAck(mip6.BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE, mip6.BAFlags(0), msg.sequence, 0)
+            return [note, _note("ba-sent", hoa=src, status=int(ack.status)),
+                    Send(mip6.encode(ack, dst, src), dst, src, care_of)]  # fmt: skip
+        flags = msg.flags
+        bu = BindingUpdate(
+            msg.sequence, msg.lifetime_seconds, bool(flags & mip6.BUFlags.A), bool(flags & mip6.BUFlags.H),
+            bool(flags & mip6.BUFlags.L), bool(flags & mip6.BUFlags.K), bool(flags & mip6.BUFlags.R),
+        )  # fmt: skip
+        return [note, *self._run(BindingUpdateReceived(src, care_of, bu), now)]
+
+    def configured(self, hoa: IPv6Address, error: int, reason: str, now: float) -> list[Step]:
+        if error in DIVERGENCE:
+            node = self.served[hoa]
+            target = policies.ha_policy_set(self.config, node, self.targets.get(hoa))
+            return [
+                _note("divergence", hoa=hoa, errno=error, reason=reason, target=self.targets.get(hoa) or "home"),
+                Configure(hoa, (), "repair", repair=target),
+            ]
+        if error:
+            return [_note("migrate-failed", hoa=hoa, errno=error, reason=reason),
+                    *self._run(MigrateFailed(hoa, reason), now)]  # fmt: skip
+        return [_note("migrate-done", hoa=hoa, to=self.targets.get(hoa) or "home"), *self._run(MigrateDone(hoa), now)]
+
+    def _run(self, event: HaEvent, now: float) -> list[Step]:
+        steps: list[Step] = []
+        for action in self.cache.handle(event, now):
+            steps += self._act(action)
+        return steps
+
+    def _act(self, action: object) -> list[Step]:
+        match action:
+            case MigrateIPsec(hoa, old, new, move_ike):
+                node = self.served[hoa]
+                self.targets[hoa] = None if new == hoa else new
+                changes = policies.ha_move(self.config, node, old, self.targets[hoa], by_reqid=self.by_reqid)
+                return [_note("migrate", hoa=hoa, old=old, new=new, ike=move_ike, changes=len(changes)),
+                        Configure(hoa, tuple(changes), "move")]  # fmt: skip
+            case RestoreHome(hoa, from_coa, _, why):
+                node = self.served[hoa]
+                self.targets[hoa] = None
+                changes = policies.ha_move(self.config, node, from_coa, None, by_reqid=self.by_reqid)
+                return [_note("restore-home", hoa=hoa, why=why), Configure(hoa, tuple(changes), "home")]
+            case SendBindingAck(hoa, coa, ack):
+                flags = mip6.BAFlags(0)
+                if ack.key_management:
+                    flags |= mip6.BAFlags.K
+                if ack.mobile_router:
+                    flags |= mip6.BAFlags.R
+                msg = mip6.BindingAck(ack.status, flags, ack.sequence, ack.lifetime // 4)
+                data = mip6.encode(msg, self.config.address, hoa)
+                return [_note("ba-sent", hoa=hoa, coa=coa, status=int(ack.status), sequence=ack.sequence),
+                        Send(data, self.config.address, hoa, coa)]  # fmt: skip
+            case BindingAccepted(hoa, coa, lifetime, _, k, _):
+                return [_note("bound", hoa=hoa, coa=coa, lifetime=lifetime, k=k)]
+            case BindingRemoved(hoa, coa, why):
+                return [_note("unbound", hoa=hoa, coa=coa, why=why)]
+            case Ignored(why):
+                return [_note("ignored", why=why)]
+        return [_note("action", what=type(action).__name__)]

@@ -1,0 +1,41 @@
+"""Carrying out an agent's ``Configure`` on a key engine (the one piece of an agent's
+shell that talks to the engine)."""
+
+from __future__ import annotations
+
+import errno
+
+from pfmigrate.engine import KeyEngine, KeyEngineError
+from pfmigrate.mobility.agent import Configure
+from pfmigrate.mobility.policies import PolicySet, apply
+
+
+def carry_out(engine: KeyEngine, step: Configure) -> tuple[int, str]:
+    """Apply the step; ``(0, "")`` or the errno and reason it failed with."""
+    try:
+        if step.repair is not None:
+            reconcile(engine, step.repair)
+        else:
+            apply(engine, step.changes)
+    except KeyEngineError as exc:
+        return exc.errno or errno.EIO, str(exc)
+    return 0, ""
+
+
+def reconcile(engine: KeyEngine, target: PolicySet) -> None:
+    """Make the engine hold ``target``: each policy set (added or replaced), each SA
+    put back with its keys, and the node's SAs found elsewhere removed."""
+    wanted = {(sa.dst, sa.spi, sa.proto) for sa in target.sas}
+    spis = {sa.spi for sa in target.sas}
+    for sa in engine.dump_sas():
+        if sa.spi in spis and (sa.dst, sa.spi, sa.proto) not in wanted:
+            engine.delete_sa(sa.dst, sa.spi, sa.proto)  # left at an old address
+    for sa in target.sas:
+        try:
+            engine.delete_sa(sa.dst, sa.spi, sa.proto)
+        except KeyEngineError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+        engine.add_sa(sa)
+    for policy in target.policies:
+        engine.update_policy(policy)

@@ -1,0 +1,152 @@
+"""Both agents in one process: each with its own in-process key engine (as two hosts
+have two kernels), a lossless link between them carrying the Mobility Headers, and an
+IKE listener on each engine that hears the MIGRATEs. The demo, the tests and the
+handover benchmark run the seed's journey on it; no root, no kernel support.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address
+
+from pfmigrate.backends.inprocess import Hub, open_inprocess
+from pfmigrate.engine import KeyEngine
+from pfmigrate.mobility import policies
+from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send, Step
+from pfmigrate.mobility.config import HAConfig, MNConfig
+from pfmigrate.mobility.ipsec import carry_out
+from pfmigrate.mobility.timeline import Timeline
+from pfmigrate.model import MigrateEvent, MigrateRequest, Policy, SecurityAssociation
+
+
+@dataclass
+class Leg:
+    """One move, measured: from the CoA change to all its MIGRATEs acknowledged on the
+    mobile node (``ipsec``), and to its Binding Acknowledgement (``acknowledged``)."""
+
+    to: str
+    ipsec: float = 0.0
+    acknowledged: float = 0.0
+    migrates: int = 0
+
+
+@dataclass
+class Simulation:
+    mn_config: MNConfig
+    ha_config: HAConfig
+    by_reqid: bool = True
+    clock: Callable[[], float] = time.perf_counter
+    timeline: Timeline = field(default_factory=Timeline)
+
+    def __post_init__(self) -> None:
+        self.mn = MobileNodeAgent(self.mn_config, by_reqid=self.by_reqid)
+        self.ha = HomeAgentAgent(self.ha_config, by_reqid=self.by_reqid)
+        self.mn_engine, self.ha_engine = open_inprocess(Hub()), open_inprocess(Hub())
+        self.listeners = {"MN engine": self._listener(self.mn_engine), "HA engine": self._listener(self.ha_engine)}
+        node = self.ha_config.mobile_nodes[0]
+        policies.apply(self.mn_engine, policies.mn_policy_set(self.mn_config, None).changes())  # at home
+        policies.apply(self.ha_engine, policies.ha_policy_set(self.ha_config, node, None).changes())
+        self.start = self.clock()
+        self.wire: deque[tuple[str, Send]] = deque()
+        self.coa: IPv6Address | None = None
+
+    @staticmethod
+    def _listener(engine: KeyEngine) -> KeyEngine:
+        hub = engine.transport.hub  # type: ignore[attr-defined]
+        listener = open_inprocess(hub)
+        listener.subscribe()
+        return listener
+
+    def now(self) -> float:
+        return self.clock() - self.start
+
+    # --- the journey ---
+
+    def move(self, coa: str | IPv6Address) -> Leg:
+        """The mobile node gets care-of address ``coa``; run until the link is quiet."""
+        self.coa = IPv6Address(coa)
+        return self._leg(str(self.coa), lambda now: self.mn.moved(IPv6Address(coa), now))
+
+    def go_home(self) -> Leg:
+        self.coa = None
+        return self._leg("home", self.mn.returned_home)
+
+    def _leg(self, to: str, begin: Callable[[float], list[Step]]) -> Leg:
+        leg = Leg(to)
+        started = self.clock()
+        self._run("MN", begin(self.now()), leg, started)
+        while self.wire:
+            who, send = self.wire.popleft()
+            self._deliver(who, send, leg, started)
+        return leg
+
+    def _run(self, who: str, steps: list[Step], leg: Leg, started: float) -> None:
+        pending = deque(steps)
+        while pending:
+            step = pending.popleft()
+            if isinstance(step, Note):
+                self.timeline.add(self.now(), who, step.event, step.fields)
+                if who == "MN" and step.event == "ba-received":
+                    leg.acknowledged = self.clock() - started
+            elif isinstance(step, Send):
+                peer = "HA" if who == "MN" else "MN"
+                self.timeline.add(self.now(), who, "BU" if who == "MN" else "BA", {}, to=peer)
+                self.wire.append((peer, step))
+            else:
+                pending.extendleft(reversed(self._configure(who, step, leg, started)))
+
+    def _configure(self, who: str, step: Configure, leg: Leg, started: float) -> list[Step]:
+        engine = self.mn_engine if who == "MN" else self.ha_engine
+        error, reason = carry_out(engine, step)
+        moves = sum(1 for change in step.changes if isinstance(change, MigrateRequest))
+        self.timeline.add(self.now(), f"{who} engine", "repaired" if step.repair else "configured",
+                          {"changes": len(step.changes), "errno": error})  # fmt: skip
+        self._heard(f"{who} engine")
+        if who == "MN":
+            leg.migrates += moves
+            leg.ipsec = self.clock() - started
+            return self.mn.configured(error, reason, self.now())
+        return self.ha.configured(step.hoa, error, reason, self.now())
+
+    def _heard(self, lane: str) -> None:
+        """What the IKE daemon on that host heard: the MIGRATEs, with KMADDRESS."""
+        for event in self.listeners[lane].poll_events():
+            if isinstance(event, MigrateEvent):
+                r = event.request
+                kma = str(r.kmaddress.local) if r.kmaddress else "-"
+                self.timeline.add(self.now(), lane, "IKE heard MIGRATE", {"dir": r.dir.value, "kmaddress": kma})
+
+    def _deliver(self, who: str, send: Send, leg: Leg, started: float) -> None:
+        if who == "HA":
+            steps = self.ha.received(send.data, send.src, send.dst, send.coa, self.now())
+        else:
+            steps = self.mn.received(send.data, send.src, send.dst, self.now())
+        self._run(who, steps, leg, started)
+
+    # --- the tables ---
+
+    def tables(self) -> dict[str, list[str]]:
+        return {"MN": _describe(self.mn_engine), "HA": _describe(self.ha_engine)}
+
+    def close(self) -> None:
+        for engine in (self.mn_engine, self.ha_engine, *self.listeners.values()):
+            engine.close()
+
+
+def _describe(engine: KeyEngine) -> list[str]:
+    lines = [_sa_line(sa) for sa in sorted(engine.dump_sas(), key=lambda sa: sa.spi)]
+    return lines + [
+        _policy_line(p) for p in sorted(engine.dump_policies(), key=lambda p: (p.dir.value, str(p.selector)))
+    ]
+
+
+def _sa_line(sa: SecurityAssociation) -> str:
+    return f"SA  spi 0x{sa.spi:04x} {sa.mode.value:9} {sa.src} -> {sa.dst} reqid {sa.reqid}"
+
+
+def _policy_line(policy: Policy) -> str:
+    via = ", ".join(f"{t.mode.value} {t.src}->{t.dst}" if t.src else t.mode.value for t in policy.templates)
+    return f"SP  {policy.dir.value:3} {policy.selector}  via {via}"

@@ -1,0 +1,141 @@
+"""The mobile node and home agent together on in-process engines: each move MIGRATEs
+the IPsec before the Binding Update (on the MN) and before the Acknowledgement (on the
+HA), the tables follow the care-of address with unchanged SPIs, the IKE daemons hear
+KMADDRESS, and a table that is not what the agent believes is repaired, not ignored."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterable
+from ipaddress import IPv6Address
+from pathlib import Path
+
+import pytest
+
+from pfmigrate import mip6
+from pfmigrate.cli import main
+from pfmigrate.mobility import policies
+from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send
+from pfmigrate.mobility.seedconfig import seed_configs
+from pfmigrate.mobility.simulation import Simulation
+from pfmigrate.model import Policy, SecurityAssociation
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
+
+HOA, HA = IPv6Address(HOME_ADDRESS), IPv6Address(HOME_AGENT)
+
+
+def _by_place(policies_: Iterable[Policy]) -> list[Policy]:
+    """Policies as configured (the engine's index left out), in a stable order."""
+    plain = (Policy(p.selector, p.dir, p.templates, p.action, p.priority) for p in policies_)
+    return sorted(plain, key=lambda p: (p.dir.value, str(p.selector)))
+
+
+def _by_spi(sas: Iterable[SecurityAssociation]) -> list[SecurityAssociation]:
+    return sorted(sas, key=lambda sa: sa.spi)
+
+
+def tables(sim: Simulation) -> tuple[object, ...]:
+    """Both engines' SAD and SPD."""
+    return (_by_spi(sim.mn_engine.dump_sas()), _by_place(sim.mn_engine.dump_policies()),
+            _by_spi(sim.ha_engine.dump_sas()), _by_place(sim.ha_engine.dump_policies()))  # fmt: skip
+
+
+def expected(sim: Simulation, coa: str | None) -> tuple[object, ...]:
+    """What RFC 4877 wants both ends to hold with the mobile node at ``coa`` (None: home)."""
+    mn = policies.mn_policy_set(sim.mn_config, coa)
+    ha = policies.ha_policy_set(sim.ha_config, sim.ha_config.mobile_nodes[0], coa)
+    return (_by_spi(mn.sas), _by_place(mn.policies), _by_spi(ha.sas), _by_place(ha.policies))
+
+
+@pytest.mark.parametrize("by_reqid", [True, False])
+def test_the_seed_journey_keeps_both_ends_tables_with_the_care_of_address(by_reqid: bool) -> None:
+    mn_config, ha_config = seed_configs()
+    sim = Simulation(mn_config, ha_config, by_reqid=by_reqid)
+    for coa in (OLD_COA, NEW_COA):
+        leg = sim.move(coa)
+        assert leg.acknowledged > leg.ipsec > 0
+        assert tables(sim) == expected(sim, coa)
+    sim.go_home()
+    assert tables(sim) == expected(sim, None)
+    events = [e.event for e in sim.timeline.entries]
+    # the MN's IPsec moved before its BU, the HA's before its BA
+    assert events.index("migrate-done") < events.index("bu-sent")
+    ha_steps = [(e.who, e.event) for e in sim.timeline.entries if e.who.startswith("HA")]
+    assert ha_steps.index(("HA", "migrate-done")) < ha_steps.index(("HA", "ba-sent"))
+    heard = [e for e in sim.timeline.entries if e.event == "IKE heard MIGRATE" and e.who == "MN engine"]
+    assert {e.fields["kmaddress"] for e in heard} >= {OLD_COA, NEW_COA}
+    sim.close()
+
+
+def test_a_table_changed_behind_the_agents_back_is_repaired_and_reported() -> None:
+    mn_config, ha_config = seed_configs()
+    sim = Simulation(mn_config, ha_config, by_reqid=False)
+    sim.move(OLD_COA)
+    tunnel = next(p for p in sim.mn_engine.dump_policies() if p.templates and p.templates[0].src is not None)
+    sim.mn_engine.delete_policy(tunnel.selector, tunnel.dir)  # someone else's doing
+    sim.move(NEW_COA)
+    notes = [e for e in sim.timeline.entries if e.event == "divergence"]
+    assert notes
+    assert notes[0].fields["errno"] in (errno.ENOENT, errno.ENODATA)
+    assert tables(sim) == expected(sim, NEW_COA)
+    sim.close()
+
+
+def test_the_home_agent_answers_130_when_its_migrate_fails() -> None:
+    _, ha_config = seed_configs()
+    agent = HomeAgentAgent(ha_config)
+    bu = mip6.BindingUpdate(
+        1, mip6.BUFlags.A | mip6.BUFlags.H, 150, (mip6.AlternateCareOfAddress(IPv6Address(OLD_COA)),)
+    )
+    steps = agent.received(mip6.encode(bu, HOA, HA), HOA, HA, IPv6Address(OLD_COA), 1000.0)
+    assert any(isinstance(s, Configure) for s in steps)
+    assert not any(isinstance(s, Send) for s in steps)  # no answer before the IPsec has moved
+    after = agent.configured(HOA, errno.ENOMEM, "the engine is out of memory", 1000.1)
+    [send] = [s for s in after if isinstance(s, Send)]
+    ack = mip6.decode(send.data, HA, HOA)
+    assert isinstance(ack, mip6.BindingAck)
+    assert ack.status == mip6.BAStatus.INSUFFICIENT_RESOURCES
+
+
+def test_a_home_agent_refuses_a_home_address_it_does_not_serve() -> None:
+    _, ha_config = seed_configs()
+    agent = HomeAgentAgent(ha_config)
+    stranger = IPv6Address("3ffe:501:ffff:100::99")
+    bu = mip6.BindingUpdate(1, mip6.BUFlags.A | mip6.BUFlags.H, 150)
+    steps = agent.received(mip6.encode(bu, stranger, HA), stranger, HA, IPv6Address(OLD_COA), 1000.0)
+    [send] = [s for s in steps if isinstance(s, Send)]
+    ack = mip6.decode(send.data, HA, stranger)
+    assert isinstance(ack, mip6.BindingAck)
+    assert ack.status == mip6.BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE
+
+
+def test_the_mobile_node_sends_its_bu_only_after_its_ipsec_moved() -> None:
+    mn_config, _ = seed_configs()
+    agent = MobileNodeAgent(mn_config)
+    steps = agent.moved(IPv6Address(OLD_COA), 1000.0)
+    assert [type(s) for s in steps if not isinstance(s, Note)] == [Configure]
+    after = agent.configured(0, "", 1000.01)
+    [send] = [s for s in after if isinstance(s, Send)]
+    bu = mip6.decode(send.data, HOA, HA)
+    assert isinstance(bu, mip6.BindingUpdate)
+    assert bu.flags & mip6.BUFlags.H
+    assert mip6.AlternateCareOfAddress(IPv6Address(OLD_COA)) in bu.options
+    assert (send.src, send.dst, send.coa) == (HOA, HA, IPv6Address(OLD_COA))
+
+
+def test_garbage_on_the_mobility_socket_is_noted_not_fatal() -> None:
+    mn_config, ha_config = seed_configs()
+    assert [s.event for s in MobileNodeAgent(mn_config).received(b"\x00", HA, HOA, 1.0) if isinstance(s, Note)] == [
+        "mh-refused"
+    ]
+    steps = HomeAgentAgent(ha_config).received(b"\x3b\x00\x05", HOA, HA, IPv6Address(OLD_COA), 1.0)
+    assert [s.event for s in steps if isinstance(s, Note)] == ["mh-refused"]
+
+
+def test_the_demo_plays_the_journey_and_draws_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    picture = tmp_path / "timeline.svg"
+    assert main(["demo", "--svg", str(picture)]) == 0
+    out = capsys.readouterr().out
+    assert "every move registered, IPsec followed, and home again" in out
+    assert out.count("-> HA: BU") == 3
+    assert picture.read_text().startswith("<svg")
