@@ -54,10 +54,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/xfrm.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/keyd.py
+	$(BIN)/python bench/handover.py
 
 fuzz: $(STAMP)
 	$(BIN)/python tests/fuzz/fuzz_pfkey.py --cases 1000000
 	$(BIN)/python tests/fuzz/fuzz_xfrm.py --cases 1000000
+	$(BIN)/python tests/fuzz/fuzz_mip6.py --cases 1000000
 
 vectors: $(STAMP) system-packages
 	$(BIN)/python -m testbed.capture_vectors

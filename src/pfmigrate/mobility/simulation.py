@@ -101,13 +101,14 @@ class Simulation:
     def _configure(self, who: str, step: Configure, leg: Leg, started: float) -> list[Step]:
         engine = self.mn_engine if who == "MN" else self.ha_engine
         error, reason = carry_out(engine, step)
+        if who == "MN":
+            leg.ipsec = self.clock() - started  # every change acknowledged by the engine
         moves = sum(1 for change in step.changes if isinstance(change, MigrateRequest))
         self.timeline.add(self.now(), f"{who} engine", "repaired" if step.repair else "configured",
                           {"changes": len(step.changes), "errno": error})  # fmt: skip
         self._heard(f"{who} engine")
         if who == "MN":
             leg.migrates += moves
-            leg.ipsec = self.clock() - started
             return self.mn.configured(error, reason, self.now())
         return self.ha.configured(step.hoa, error, reason, self.now())
 
