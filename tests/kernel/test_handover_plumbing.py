@@ -242,6 +242,12 @@ def test_a_binding_update_carries_the_home_address_option_and_the_ack_a_type_2_r
 # --- (b) ---------------------------------------------------------------------------------------------
 
 
+def inet6_addresses() -> str:
+    """The IPv6 addresses of the calling namespace, as text (for ``Node.call``)."""
+    with open("/proc/net/if_inet6") as f:
+        return " ".join(str(IPv6Address(bytes.fromhex(line.split()[0]))) for line in f)
+
+
 def test_b_home_address_traffic_goes_through_the_esp_tunnel(net: Plumbing) -> None:
     topo = net.topo
     assert reachable(topo.mn, CN_ADDRESS, source=HOME_ADDRESS, count=2), "ping -I <home address> CN: no answer"
@@ -257,6 +263,8 @@ def test_b_home_address_traffic_goes_through_the_esp_tunnel(net: Plumbing) -> No
         echo.close()
 
     assert set(echo.peers) == {HOME_ADDRESS}, "the CN saw another source than the home address"
+    assert str(HOME_ADDRESS) in topo.mn.call(inet6_addresses), "Node.call runs in the node's namespace"
+    assert str(HOME_ADDRESS) not in topo.cn.call(inet6_addresses)
     tunnel = packets_between(visited.packets, COA1, HOME_AGENT)
     assert {p.src for p in tunnel} == {COA1, HOME_AGENT}, "no traffic both ways between the CoA and the HA"
     assert {p.chain for p in tunnel} == {ESP_ONLY}, [p for p in tunnel if p.chain != ESP_ONLY]
@@ -507,3 +515,26 @@ def test_a_type_2_routing_header_from_the_socket_works_too(net: Plumbing) -> Non
     assert (ba.destination, ba.routing_header) == (HOME_ADDRESS, (COA1,))
     assert esp_packets(ha, HOME_ADDRESS, BA_SPI) == 1
     assert [s for s in ha.ro.states() if s.header == Header.ROUTING_TYPE_2] == []
+
+
+def in_address_errors() -> int:
+    """``Ip6InAddrErrors`` of the calling namespace (run through ``Node.call``)."""
+    with open("/proc/net/snmp6") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Ip6InAddrErrors "))
+
+
+def test_the_home_address_needs_the_home_flag_for_a_type_2_routing_header(net: Plumbing) -> None:
+    """Linux accepts a type 2 routing header only for an address it holds with
+    ``IFA_F_HOMEADDRESS`` (``ip addr add ... home``); otherwise it drops the packet and
+    counts an address error. The MN's agent has to set the flag."""
+    topo, mn, ha = net.topo, net.mn, net.ha
+    hoa = f"{HOME_ADDRESS}/128"
+    topo.mn.ip(f"addr del {hoa} dev lo", f"addr add {hoa} dev lo nodad")
+    errors = topo.mn.call(in_address_errors)
+    ha.mh.send(binding_ack(1), HOME_ADDRESS, src=HOME_AGENT)
+    topo.mn.ip(f"addr del {hoa} dev lo", f"addr add {hoa} dev lo home nodad")
+    ha.mh.send(binding_ack(2), HOME_ADDRESS, src=HOME_AGENT)
+    ba = mn.mh.receive(5.0)
+    assert ba is not None, "the BA did not arrive once the home address had its flag"
+    assert ba.data[8:10] == struct.pack("!H", 2), "a BA arrived for an address without the home flag"
+    assert topo.mn.call(in_address_errors) == errors + 1

@@ -413,8 +413,11 @@ class RouteOptimization:
             self._run(f"add ro policy {policy}", new_policy(policy))
 
     def update(self, ro: RoSet) -> None:
-        """Replace the states' care-of addresses (``UPDSA``), then rewrite the policies
-        (``UPDPOLICY``) so that no bundle built for the old address is used again."""
+        """Replace the states' care-of addresses (``UPDSA``, the same state keeps
+        working), then rewrite the policies (``UPDPOLICY``), as UMIP does: ``UPDSA``
+        alone leaves cached bundles whose route was looked up toward the old care-of
+        address (harmless where both are reached through the same next hop, as at the
+        kernel tier's home agent; not in general)."""
         for state in ro.states:
             self._run(f"update ro state {state}", new_state(state, update=True))
         for policy in ro.policies:
