@@ -139,3 +139,28 @@ def test_the_demo_plays_the_journey_and_draws_it(tmp_path: Path, capsys: pytest.
     assert "every move registered, IPsec followed, and home again" in out
     assert out.count("-> HA: BU") == 3
     assert picture.read_text().startswith("<svg")
+
+
+def test_the_care_of_address_is_the_interfaces_global_address_off_the_home_prefix() -> None:
+    from pfmigrate.mobility.daemon import care_of_address
+
+    mn_config, _ = seed_configs()
+    away = [IPv6Address(OLD_COA)]
+    at_home = [IPv6Address("3ffe:501:ffff:100::77")]
+    assert care_of_address(mn_config, lambda _: away) == IPv6Address(OLD_COA)
+    assert care_of_address(mn_config, lambda _: at_home) is None  # on the home link
+    assert care_of_address(mn_config, lambda _: []) is None
+    assert care_of_address(mn_config, lambda _: [HOA, *away]) == IPv6Address(OLD_COA)  # the HoA is not a CoA
+
+
+def test_interface_addresses_are_read_as_linux_lists_them(tmp_path: Path) -> None:
+    from pfmigrate.mobility.daemon import addresses
+
+    table = tmp_path / "if_inet6"
+    table.write_text(
+        "3ffe05010fff05000001000200030004 02 40 00 00     mn0\n"  # global, usable
+        "fe800000000000000000000000000001 02 40 20 80     mn0\n"  # link-local
+        "3ffe05010fff04000001000200030004 02 40 00 40     mn0\n"  # tentative
+        "3ffe05010fff01000001000200030004 01 80 00 10      lo\n"  # another interface
+    )
+    assert addresses("mn0", table) == [IPv6Address("3ffe:501:fff:500:1:2:3:4")]

@@ -13,6 +13,9 @@ from typing import TypeVar
 
 from pfmigrate.engine import Exchange, KeyEngineError, Unsupported
 from pfmigrate.model import (
+    AH,
+    ESP,
+    IPCOMP,
     AcquireEvent,
     Action,
     Algorithm,
@@ -55,6 +58,7 @@ from pfmigrate.xfrm import (
     NlMsgType,
     PolicyAction,
     PolicyDir,
+    PolicyTypeAttr,
     Templates,
     UserExpire,
     UserKmaddress,
@@ -72,6 +76,7 @@ from pfmigrate.xfrm import (
 )
 from pfmigrate.xfrm import Encap as EncapAttr
 from pfmigrate.xfrm import Mode as XfrmMode
+from pfmigrate.xfrm import PolicyType as XfrmPolicyType
 from pfmigrate.xfrm import Selector as XfrmSelector
 from pfmigrate.xfrm.constants import AF_INET, AF_INET6, XFRM_INF
 from pfmigrate.xfrm.structs import EncapTmpl, UserAcquire, addr_from_wire, addr_to_wire
@@ -454,9 +459,18 @@ class _Netlink(Exchange[T]):
 
 
 class _Dump(_Netlink[list[T]]):
-    def __init__(self, operation: str, request: XfrmMessage, each: Callable[[XfrmMessage], T]) -> None:
+    """A dump; ``keep`` says which entries the model can express (others are left out)."""
+
+    def __init__(
+        self,
+        operation: str,
+        request: XfrmMessage,
+        each: Callable[[XfrmMessage], T],
+        keep: Callable[[XfrmMessage], bool] = lambda m: True,
+    ) -> None:
         super().__init__(operation, request, lambda m: [])
         self.each = each
+        self.keep = keep
         self.parts: list[XfrmMessage] = []
 
     def take(self, msg: NetlinkMessage) -> None:
@@ -471,7 +485,7 @@ class _Dump(_Netlink[list[T]]):
     def result(self) -> list[T]:
         if self.error is not None:
             raise _failure(self.operation, self.error)
-        return [self.each(part) for part in self.parts]
+        return [self.each(part) for part in self.parts if self.keep(part)]
 
 
 class _Then(Exchange[T]):
@@ -499,6 +513,19 @@ class _Then(Exchange[T]):
 
 def _nothing(msg: XfrmMessage | None) -> None:
     return None
+
+
+def _ipsec_state(msg: XfrmMessage) -> bool:
+    """An ESP, AH or IPComp SA (not Mobile IPv6's route-optimisation states)."""
+    return isinstance(msg.fixed, UsersaInfo) and msg.fixed.id.proto in (ESP, AH, IPCOMP)
+
+
+def _main_ipsec(msg: XfrmMessage) -> bool:
+    """A main-table policy whose templates are all IPsec (not a sub policy, not an ro one)."""
+    kind = msg.get(PolicyTypeAttr)
+    if kind is not None and kind.type != XfrmPolicyType.MAIN:
+        return False
+    return all(t.id.proto in (ESP, AH, IPCOMP) for attr in msg.all(Templates) for t in attr.templates)
 
 
 def _info(msg: XfrmMessage | None, kind: type[T]) -> T:
@@ -579,11 +606,11 @@ class XfrmOperations:
 
     def dump_sas(self) -> Exchange[list[SecurityAssociation]]:
         msg = XfrmMessage(MsgType.GETSA, NlFlags.REQUEST | DUMP, self._next(), 0)
-        return _Dump("dump SAs", msg, lambda m: sa_from(_info(m, UsersaInfo), m.attrs))
+        return _Dump("dump SAs", msg, lambda m: sa_from(_info(m, UsersaInfo), m.attrs), _ipsec_state)
 
     def dump_policies(self) -> Exchange[list[Policy]]:
         msg = XfrmMessage(MsgType.GETPOLICY, NlFlags.REQUEST | DUMP, self._next(), 0)
-        return _Dump("dump policies", msg, lambda m: policy_from(_info(m, UserpolicyInfo), m.attrs))
+        return _Dump("dump policies", msg, lambda m: policy_from(_info(m, UserpolicyInfo), m.attrs), _main_ipsec)
 
     def migrate(self, request: MigrateRequest) -> Exchange[None]:
         seq = next(self._seq)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from pfmigrate import __version__
-from pfmigrate.cli import demo, keyd, monitor, pfkey, setkey
+from pfmigrate.cli import demo, keyd, mobility, monitor, pfkey, setkey
 from pfmigrate.cli.errors import CommandError
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(commands)
     monitor.register(commands)
     keyd.register(commands)
+    mobility.register(commands)
     setkey.register(commands)
     return parser
 

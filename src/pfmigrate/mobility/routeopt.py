@@ -430,14 +430,14 @@ class RouteOptimization:
         return moved
 
     def remove(self, ro: RoSet, *, missing_ok: bool = False) -> None:
-        """Delete the policies, then the states (``ENOENT`` ignored with ``missing_ok``)."""
+        """Delete the policies, then the states (what is missing is ignored with ``missing_ok``)."""
         for msg, what in [(delete_policy(p), f"ro policy {p}") for p in ro.policies] + [
             (delete_state(s), f"ro state {s}") for s in ro.states
         ]:
             try:
                 self._run(f"delete {what}", msg)
             except KeyEngineError as exc:
-                if not (missing_ok and exc.errno == _errno.ENOENT):
+                if not (missing_ok and exc.errno in (_errno.ENOENT, _errno.ESRCH)):  # (no policy; no state)
                     raise
 
     def _dump(self, kind: MsgType, convert: Callable[[XfrmMessage], T | None]) -> list[T]:

@@ -1,0 +1,54 @@
+"""``pfmigrate mn --config FILE`` and ``pfmigrate ha --config FILE``: the Mobile IPv6
+mobile node and home agent (configuration: docs/mobility-config.md)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from typing import Any
+
+from pfmigrate.backends.registry import BackendUnavailable
+from pfmigrate.cli.errors import CommandError
+from pfmigrate.engine import KeyEngineError
+from pfmigrate.mobility.config import ConfigError, HAConfig, MNConfig, load_ha, load_mn
+from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon, log, open_engine, setup_logging
+from pfmigrate.mobility.mhsocket import MHSocket
+
+
+def register(commands: Any) -> None:
+    for name, role in (("mn", "mobile node"), ("ha", "home agent")):
+        parser = commands.add_parser(name, help=f"run the Mobile IPv6 {role} (Linux: MH sockets need root)")
+        parser.add_argument("--config", type=Path, required=True, help="its TOML configuration")
+        parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        parser.set_defaults(run=run, role=name)
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    try:
+        config: MNConfig | HAConfig = load_mn(args.config) if args.role == "mn" else load_ha(args.config)
+        engine = open_engine(config.backend.name, config.backend.keyd_socket)
+        mh = MHSocket()
+        daemon: MobileNodeDaemon | HomeAgentDaemon = (
+            MobileNodeDaemon(config, engine, mh)
+            if isinstance(config, MNConfig)
+            else HomeAgentDaemon(config, engine, mh)
+        )
+    except (ConfigError, BackendUnavailable, KeyEngineError) as exc:
+        raise CommandError(str(exc)) from exc
+    except PermissionError as exc:
+        raise CommandError(f"a Mobility Header socket needs root (CAP_NET_RAW): {exc}") from exc
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    log.info("started", extra={"event": "started", "role": args.role, "backend": engine.name})
+    with mh, engine:
+        while not stopping:
+            daemon.turn()
+    return 0

@@ -1,0 +1,205 @@
+"""``pfmigrate mn`` and ``pfmigrate ha``: the agents with real sockets on Linux.
+
+The shell around ``agent.MobileNodeAgent`` / ``agent.HomeAgentAgent``: the key engine
+named in the configuration, a Mobility Header socket (``mhsocket``), and on the
+linux-xfrm backend the route-optimisation states that put the Home Address option on
+the mobile node's Binding Updates and the type 2 routing header on the home agent's
+Acknowledgements (``routeopt``; MIGRATE cannot move those, so they are replaced after
+each move, as UMIP does). The mobile node watches its interface for a new global
+address: that is its care-of address; an address on the home prefix means home.
+
+Logs are JSON lines: each note of the agent with the milliseconds since the movement
+that started it (``since_move_ms``), so a handover reads step by step with its time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from ipaddress import IPv6Address, IPv6Network
+from pathlib import Path
+
+from pfmigrate.backends import registry
+from pfmigrate.engine import KeyEngine
+from pfmigrate.mobility import policies, routeopt
+from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send, Step
+from pfmigrate.mobility.config import HAConfig, MNConfig
+from pfmigrate.mobility.ipsec import carry_out, reconcile
+from pfmigrate.mobility.mhsocket import MHSocket
+from pfmigrate.mobility.routeopt import RoSet, RouteOptimization
+
+log = logging.getLogger("pfmigrate.mobility")
+
+TENTATIVE, DADFAILED = 0x40, 0x08  # IFA_F_* flags in /proc/net/if_inet6
+POLL = 0.02  # seconds between looks at the interface's addresses
+
+
+def open_engine(name: str | None, keyd_socket: Path | None) -> KeyEngine:
+    return registry.open_backend(name, keyd_socket=keyd_socket)
+
+
+def addresses(interface: str, table: Path = Path("/proc/net/if_inet6")) -> list[IPv6Address]:
+    """The usable global IPv6 addresses of ``interface`` (not tentative, not failed)."""
+    found = []
+    for line in table.read_text().splitlines():
+        raw, _, _, scope, flags, name = line.split()
+        if name == interface and int(scope, 16) == 0 and not int(flags, 16) & (TENTATIVE | DADFAILED):
+            found.append(IPv6Address(int(raw, 16)))
+    return found
+
+
+def care_of_address(config: MNConfig, read: Callable[[str], list[IPv6Address]] = addresses) -> IPv6Address | None:
+    """The care-of address: the interface's global address outside the home prefix
+    (``None`` at home, or with no address at all)."""
+    home = IPv6Network(f"{config.home_address}/{config.home_prefix_length}", strict=False)
+    usable = [a for a in read(config.interface) if a != config.home_address]
+    if any(a in home for a in usable):
+        return None
+    return usable[0] if usable else None
+
+
+class _Shell:
+    """What both agents' shells share: the engine, the MH socket, the log."""
+
+    def __init__(self, engine: KeyEngine, mh: MHSocket, clock: Callable[[], float]) -> None:
+        self.engine = engine
+        self.mh = mh
+        self.clock = clock
+        self.ro = RouteOptimization(engine) if engine.name == "linux-xfrm" else None
+        self.moved_at: float | None = None
+
+    def note(self, step: Note) -> None:
+        since = None if self.moved_at is None else round((self.clock() - self.moved_at) * 1000, 3)
+        log.info(step.event, extra={"event": step.event, "since_move_ms": since, **step.fields})
+
+    def replace_ro(self, old: RoSet | None, new: RoSet | None) -> RoSet | None:
+        if self.ro is None:
+            return None
+        if old is not None and new is not None:
+            self.ro.update(RoSet(tuple(s for s in new.states if not s.wildcard), new.policies))
+        elif old is not None:
+            self.ro.remove(old, missing_ok=True)
+        elif new is not None:
+            self.ro.remove(new, missing_ok=True)  # left by an earlier run
+            self.ro.install(new)
+        return new
+
+
+class MobileNodeDaemon(_Shell):
+    def __init__(self, config: MNConfig, engine: KeyEngine, mh: MHSocket, clock: Callable[[], float] = time.monotonic):
+        super().__init__(engine, mh, clock)
+        self.config = config
+        self.agent = MobileNodeAgent(config, by_reqid=engine.name in ("inprocess", "keyd"))
+        self.where: IPv6Address | None = None
+        self.binding: RoSet | None = None
+        reconcile(engine, policies.mn_policy_set(config, None))  # at home: the transport set
+        if self.ro is not None:
+            self.ro.remove(routeopt.mobile_node_base(), missing_ok=True)
+            self.ro.install(routeopt.mobile_node_base())
+
+    def turn(self, timeout: float = POLL) -> None:
+        now = self.clock()
+        steps: list[Step] = []
+        coa = care_of_address(self.config)
+        if coa != self.where:
+            self.where, self.moved_at = coa, now
+            steps += self.agent.moved(coa, now) if coa is not None else self.agent.returned_home(now)
+        due = self.agent.timer()
+        if due is not None and due <= now:
+            steps += self.agent.tick(now)
+        self.carry(steps)
+        wait = timeout if due is None else max(0.0, min(timeout, due - self.clock()))
+        received = self.mh.receive(wait)
+        if received is not None:
+            to = received.destination or self.config.home_address
+            self.carry(self.agent.received(received.data, received.source, to, self.clock()))
+
+    def carry(self, steps: list[Step]) -> None:
+        pending = deque(steps)
+        while pending:
+            step = pending.popleft()
+            if isinstance(step, Note):
+                self.note(step)
+            elif isinstance(step, Send):
+                self.mh.send(step.data, step.dst, src=step.src)
+            else:
+                error, reason = carry_out(self.engine, step)
+                if not error:  # the Home Address option follows the care-of address (MIGRATE cannot move it)
+                    target = self.agent.target
+                    new = routeopt.mobile_node_binding(self.config.home_address, self.config.home_agent, target) \
+                        if target is not None else None  # fmt: skip
+                    self.binding = self.replace_ro(self.binding, new)
+                pending.extendleft(reversed(self.agent.configured(error, reason, self.clock())))
+
+
+class HomeAgentDaemon(_Shell):
+    def __init__(self, config: HAConfig, engine: KeyEngine, mh: MHSocket, clock: Callable[[], float] = time.monotonic):
+        super().__init__(engine, mh, clock)
+        self.config = config
+        self.agent = HomeAgentAgent(config, by_reqid=engine.name in ("inprocess", "keyd"))
+        self.bindings: dict[IPv6Address, RoSet] = {}
+        for node in config.mobile_nodes:
+            reconcile(engine, policies.ha_policy_set(config, node, None))
+        if self.ro is not None:
+            self.ro.remove(routeopt.home_agent_base(), missing_ok=True)
+            self.ro.install(routeopt.home_agent_base())
+
+    def turn(self, timeout: float = 0.5) -> None:
+        now = self.clock()
+        due = self.agent.timer()
+        if due is not None and due <= now:
+            self.carry(self.agent.tick(now))
+        wait = timeout if due is None else max(0.0, min(timeout, due - self.clock()))
+        received = self.mh.receive(wait)
+        if received is None:
+            return
+        self.moved_at = self.clock()
+        coa = received.care_of_address or received.source
+        to = received.destination or self.config.address
+        self.carry(self.agent.received(received.data, received.source, to, coa, self.clock()))
+
+    def carry(self, steps: list[Step]) -> None:
+        pending = deque(steps)
+        while pending:
+            step = pending.popleft()
+            if isinstance(step, Note):
+                self.note(step)
+            elif isinstance(step, Send):
+                self.mh.send(step.data, step.dst, src=step.src)
+            else:
+                pending.extendleft(reversed(self._configure(step)))
+
+    def _configure(self, step: Configure) -> list[Step]:
+        error, reason = carry_out(self.engine, step)
+        if not error:  # the type 2 routing header follows the binding
+            target = self.agent.targets.get(step.hoa)
+            new = routeopt.home_agent_binding(self.config.address, step.hoa, target) if target is not None else None
+            replaced = self.replace_ro(self.bindings.get(step.hoa), new)
+            if replaced is None:
+                self.bindings.pop(step.hoa, None)
+            else:
+                self.bindings[step.hoa] = replaced
+        return self.agent.configured(step.hoa, error, reason, self.clock())
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object a line: time, level, event, and the event's fields."""
+
+    _standard = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": round(record.created, 6), "level": record.levelname.lower(), "message": record.getMessage()}
+        line.update((k, v) for k, v in vars(record).items() if k not in self._standard)
+        return json.dumps(line, default=str)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    log.handlers[:] = [handler]
+    log.setLevel(level.upper())
+    log.propagate = False
