@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pfmigrate.backends.keyd import LOST_NOTICE, connect, open_keyd
+from pfmigrate.cli import build_parser
 from pfmigrate.engine import KeyEngineError
 from pfmigrate.keyd.service import AccessRules, Peer, Privilege, Service, without_keys
 from pfmigrate.model import (
@@ -33,6 +34,7 @@ from pfmigrate.pfkey import KeyAuth, KeyEncrypt, Message, MsgType, SAType, decod
 from pfmigrate.sadb import Engine
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT
 from tests.keyd_harness import HA, NEW, OLD, OUT_SELECTOR, keyd_thread, out_policy, tunnel_sa
+from tests.sadb_box import esp_sa
 
 MOVE = MigrateRequest(OUT_SELECTOR, Dir.OUT, (MigrateBundle(OLD, HA, NEW, HA),), KMAddress(NEW, HA))
 
@@ -179,8 +181,6 @@ def _answers(service: Service, peer: Peer, *messages: Message) -> list[Message]:
 def test_a_reader_reads_without_keys_and_may_not_write() -> None:
     service = Service(Engine(), None, RULES)
     admin = service.open(Peer(1, 0, 0))
-    from tests.sadb_box import esp_sa
-
     service.request(admin, esp_sa(0x1000).encode(), 1_800_000_000.0)
     reader_answers = _answers(service, Peer(2, 1002, 600), Message(MsgType.DUMP, SAType.UNSPEC, 1, 2))
     [dumped] = reader_answers
@@ -193,8 +193,6 @@ def test_a_reader_reads_without_keys_and_may_not_write() -> None:
 
 
 def test_without_keys_cuts_only_the_key_extensions() -> None:
-    from tests.sadb_box import esp_sa
-
     full = esp_sa(0x1000).encode()
     cut = without_keys(full)
     kept = [type(e) for e in decode(cut).extensions]
@@ -246,8 +244,6 @@ def test_the_systemd_unit_starts_keyd_with_options_it_has() -> None:
     command = " ".join(line.strip().rstrip("\\") for line in unit.split("ExecStart=", 1)[1].splitlines()[:2])
     words = command.split()
     assert words[:3] == ["/usr/bin/env", "pfmigrate", "keyd"]
-    from pfmigrate.cli import build_parser
-
     args = build_parser().parse_args(words[2:])
     assert args.socket == Path("/run/pfmigrate/keyd.sock")
     assert args.admin_group == "ipsec"

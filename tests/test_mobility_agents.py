@@ -16,6 +16,7 @@ from pfmigrate import mip6
 from pfmigrate.cli import main
 from pfmigrate.mobility import policies
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send
+from pfmigrate.mobility.daemon import addresses, care_of_address
 from pfmigrate.mobility.seedconfig import seed_configs
 from pfmigrate.mobility.simulation import Simulation
 from pfmigrate.model import Policy, SecurityAssociation
@@ -142,8 +143,6 @@ def test_the_demo_plays_the_journey_and_draws_it(tmp_path: Path, capsys: pytest.
 
 
 def test_the_care_of_address_is_the_interfaces_global_address_off_the_home_prefix() -> None:
-    from pfmigrate.mobility.daemon import care_of_address
-
     mn_config, _ = seed_configs()
     away = [IPv6Address(OLD_COA)]
     at_home = [IPv6Address("3ffe:501:ffff:100::77")]
@@ -154,8 +153,6 @@ def test_the_care_of_address_is_the_interfaces_global_address_off_the_home_prefi
 
 
 def test_interface_addresses_are_read_as_linux_lists_them(tmp_path: Path) -> None:
-    from pfmigrate.mobility.daemon import addresses
-
     table = tmp_path / "if_inet6"
     table.write_text(
         "3ffe05010fff05000001000200030004 02 40 00 00     mn0\n"  # global, usable
