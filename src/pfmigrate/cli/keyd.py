@@ -14,9 +14,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from pfmigrate import jsonlogs
 from pfmigrate.backends.keyd import socket_path
 from pfmigrate.cli.errors import CommandError
-from pfmigrate.keyd import logs
 from pfmigrate.keyd.journal import Journal, JournalError
 from pfmigrate.keyd.server import Server, ServerError, group_id
 from pfmigrate.keyd.service import DEFAULT_OUTBOX, AccessRules, Service
@@ -59,7 +59,7 @@ def build(args: argparse.Namespace) -> Server:
 
 
 def run(args: argparse.Namespace) -> int:
-    logs.setup(args.log_level)
+    jsonlogs.setup("pfmigrate.keyd", args.log_level)
     try:
         server = build(args)
     except (JournalError, ServerError) as exc:

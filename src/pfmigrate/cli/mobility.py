@@ -8,11 +8,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from pfmigrate import jsonlogs
 from pfmigrate.backends.registry import BackendUnavailable
 from pfmigrate.cli.errors import CommandError
 from pfmigrate.engine import KeyEngineError
 from pfmigrate.mobility.config import ConfigError, HAConfig, MNConfig, load_ha, load_mn
-from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon, log, open_engine, setup_logging
+from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon, log, open_engine
 from pfmigrate.mobility.mhsocket import MHSocket
 
 
@@ -25,7 +26,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level)
+    jsonlogs.setup("pfmigrate.mobility", args.log_level)
     try:
         config: MNConfig | HAConfig = load_mn(args.config) if args.role == "mn" else load_ha(args.config)
         engine = open_engine(config.backend.name, config.backend.keyd_socket)

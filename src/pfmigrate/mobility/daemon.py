@@ -14,9 +14,7 @@ that started it (``since_move_ms``), so a handover reads step by step with its t
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -184,22 +182,3 @@ class HomeAgentDaemon(_Shell):
             else:
                 self.bindings[step.hoa] = replaced
         return self.agent.configured(step.hoa, error, reason, self.clock())
-
-
-class JsonLines(logging.Formatter):
-    """One JSON object a line: time, level, event, and the event's fields."""
-
-    _standard = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {"time": round(record.created, 6), "level": record.levelname.lower(), "message": record.getMessage()}
-        line.update((k, v) for k, v in vars(record).items() if k not in self._standard)
-        return json.dumps(line, default=str)
-
-
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLines())
-    log.handlers[:] = [handler]
-    log.setLevel(level.upper())
-    log.propagate = False

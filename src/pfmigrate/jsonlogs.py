@@ -1,7 +1,8 @@
-"""keyd's logs: one JSON object per line, with the fields each event carries.
+"""The daemons' logs (keyd, the Mobile IPv6 agents): one JSON object per line, with the
+fields each event carries (``logging``'s ``extra``).
 
 What a line may hold is decided where it is written: message types, errnos, session
-numbers, uids, reasons. Never a message's bytes, so never a key.
+numbers, uids, addresses, reasons. Never a message's bytes, so never a key.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def setup(level: str = "info") -> None:
+def setup(name: str, level: str = "info") -> None:
+    """Send logger ``name``'s records to standard error as JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("pfmigrate.keyd")
+    logger = logging.getLogger(name)
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
