@@ -94,8 +94,8 @@ def test_bad_input_says_what_and_where(
     assert message in err
 
 
-def test_demo_round_trips(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
+def test_demo_shows_the_seed_message_on_the_wire_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--wire"]) == 0
     out = capsys.readouterr().out
     assert "Encoded (320 bytes" in out
     assert "Round trip: identical" in out
