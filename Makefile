@@ -36,8 +36,8 @@ run: $(STAMP)
 	$(BIN)/pfmigrate demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests testbed bench
-	$(BIN)/ruff format --check src tests testbed bench
+	$(BIN)/ruff check --no-cache src tests testbed bench
+	$(BIN)/ruff format --no-cache --check src tests testbed bench
 	$(BIN)/mypy
 
 test: $(STAMP) system-packages lint

@@ -30,9 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testbed/ and bench/, when run as a script
 
-from bench.xfrm import raw_migrate
 from testbed.netns import in_new_netns
 
+from bench.xfrm import raw_migrate
 from pfmigrate.backends.linux import open_xfrm, xfrm_socket
 from pfmigrate.model import ESP, MH, Dir, Mode, Policy, Selector, Template
 from pfmigrate.pfkey import (
