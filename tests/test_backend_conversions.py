@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pfmigrate.backends import pfkey_ops, xfrm_ops
-from pfmigrate.model import MigrateRequest, Policy, SecurityAssociation
+from pfmigrate.model import AH, ESP, Dir, KMAddress, MigrateBundle, MigrateRequest, Mode, Policy, SecurityAssociation
 from pfmigrate.pfkey import MsgType
 from pfmigrate.pfkey import decode as pfkey_decode
 from pfmigrate.xfrm import MsgType as XfrmMsgType
 from pfmigrate.xfrm import UserpolicyInfo, UsersaInfo, XfrmMessage
 from pfmigrate.xfrm import decode as xfrm_decode
-from tests.model_strategies import migrate_requests, pfkey_sas, policies, xfrm_sas
+from tests.model_strategies import addresses, migrate_requests, pfkey_sas, policies, selectors, xfrm_sas
 
 EXAMPLES = settings(max_examples=300, deadline=None)
 
@@ -72,6 +73,26 @@ def test_migrate_through_xfrm(request: MigrateRequest) -> None:
 @given(migrate_requests())
 def test_the_migrate_fast_path_writes_the_same_bytes(request: MigrateRequest) -> None:
     assert xfrm_ops.encode_migrate(request, 7) == xfrm_ops.migrate_to(request, 7).encode()
+
+
+@st.composite
+def handover_requests(draw: st.DrawFn) -> MigrateRequest:
+    """One bundle and KMADDRESS, the agents' message: mostly all IPv6 (the fastest path),
+    sometimes with an IPv4 pair or key-manager address to take the general one."""
+    families = st.sampled_from([6, 6, 6, 4])
+    old, new, km = draw(families), draw(families), draw(families)
+    bundle = MigrateBundle(
+        draw(addresses(old)), draw(addresses(old)), draw(addresses(new)), draw(addresses(new)),
+        draw(st.sampled_from([ESP, AH])), draw(st.sampled_from(list(Mode))), draw(st.integers(0, 2**32 - 1)),
+    )  # fmt: skip
+    kma = KMAddress(draw(addresses(km)), draw(addresses(km)))
+    return MigrateRequest(draw(selectors(draw(families))), draw(st.sampled_from(list(Dir))), (bundle,), kma)
+
+
+@EXAMPLES
+@given(handover_requests(), st.integers(0, 2**32 - 1))
+def test_the_handover_fast_path_writes_the_same_bytes(request: MigrateRequest, seq: int) -> None:
+    assert xfrm_ops.encode_migrate(request, seq) == xfrm_ops.migrate_to(request, seq).encode()
 
 
 def test_an_sa_selector_for_all_traffic_of_its_family_is_no_selector() -> None:

@@ -33,6 +33,7 @@ NETLINK_ADD_MEMBERSHIP = 1
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
 RECV_SIZE = 1 << 16
+_DONTWAIT = int(socket.MSG_DONTWAIT)  # a plain int: the flag enum converts through __index__ on every call
 EVENT_GROUPS = (Group.ACQUIRE, Group.EXPIRE, Group.MIGRATE)
 
 
@@ -52,7 +53,7 @@ class SocketTransport:
 
     def recv_ready(self) -> bytes | None:
         try:
-            return self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
+            return self.sock.recv(RECV_SIZE, _DONTWAIT)
         except BlockingIOError:
             return None
         except OSError as exc:

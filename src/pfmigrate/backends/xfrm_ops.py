@@ -7,7 +7,7 @@ import itertools
 import operator
 import struct
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv6Address, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from socket import htons
 from typing import TypeVar
 
@@ -83,6 +83,7 @@ from pfmigrate.xfrm.structs import EncapTmpl, UserAcquire, addr_from_wire, addr_
 
 T = TypeVar("T")
 IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
 
 MODE = {Mode.TRANSPORT: XfrmMode.TRANSPORT, Mode.TUNNEL: XfrmMode.TUNNEL, Mode.BEET: XfrmMode.BEET}
 MODE_BACK = {v: k for k, v in MODE.items()}
@@ -209,6 +210,7 @@ _NLA = struct.Struct("=HH")
 # The integer an ipaddress object keeps (in ``_ip``), as bytes, is exactly ``.packed``,
 # without the property and helper calls that cost more than the rest of the encoding.
 _integer: Callable[[IPAddress], int] = operator.attrgetter("_ip")
+_prefixlen: Callable[[IPNetwork], int] = operator.attrgetter("_prefixlen")  # likewise ``.prefixlen``
 _V4_PAD = bytes(12)
 
 
@@ -218,13 +220,23 @@ def _wire(address: IPAddress) -> bytes:
     return _integer(address).to_bytes(4, "big") + _V4_PAD
 
 
+# Plain ints and members bound once: struct takes an IntEnum through ``__index__``, and
+# on Python 3.11 every ``Dir.OUT`` is a lookup through the enum's metaclass; an
+# Enum's hash, for a dict, costs more still.
+_TUNNEL, _TRANSPORT, _OUT, _IN = Mode.TUNNEL, Mode.TRANSPORT, Dir.OUT, Dir.IN
+_MODE_TUNNEL, _MODE_TRANSPORT, _MODE_BEET = int(XfrmMode.TUNNEL), int(XfrmMode.TRANSPORT), int(XfrmMode.BEET)
+_DIR_OUT, _DIR_IN, _DIR_FWD = int(PolicyDir.OUT), int(PolicyDir.IN), int(PolicyDir.FWD)
+_MIGRATE_TYPE, _ACK_FLAGS = int(MsgType.MIGRATE), int(ACK)
+_ATTR_MIGRATE, _ATTR_KMADDRESS = int(Attr.MIGRATE), int(Attr.KMADDRESS)
+_NLMSG_ERROR = int(NlMsgType.ERROR)
+
+
 def _mode_number(mode: Mode) -> int:
-    # Identity tests: an Enum's hash, for a dict lookup, costs more than the whole test.
-    return XfrmMode.TUNNEL if mode is Mode.TUNNEL else XfrmMode.TRANSPORT if mode is Mode.TRANSPORT else XfrmMode.BEET
+    return _MODE_TUNNEL if mode is _TUNNEL else _MODE_TRANSPORT if mode is _TRANSPORT else _MODE_BEET
 
 
 def _dir_number(direction: Dir) -> int:
-    return PolicyDir.OUT if direction is Dir.OUT else PolicyDir.IN if direction is Dir.IN else PolicyDir.FWD
+    return _DIR_OUT if direction is _OUT else _DIR_IN if direction is _IN else _DIR_FWD
 
 
 # A handover's usual message, one bundle and KMADDRESS, as one struct: header,
@@ -241,19 +253,22 @@ def encode_migrate(request: MigrateRequest, seq: int) -> bytes:
     intermediate XFRM values; a property test holds it to the same bytes.
     """
     sel = request.selector
-    family = AF_INET if sel.version == 4 else AF_INET6
+    src, dst, sport, dport = sel.src, sel.dst, sel.sport, sel.dport
+    family = _family(src.network_address)
     kma = request.kmaddress
     if kma is not None and len(request.bundles) == 1:
         [b] = request.bundles
+        if family == AF_INET6 and b.old_dst.__class__ is b.new_dst.__class__ is kma.local.__class__ is IPv6Address:
+            return _one_move_v6(request, sel, b, kma, seq)
         return _ONE_MOVE.pack(
-            _ONE_MOVE.size, MsgType.MIGRATE, ACK, seq, 0,
-            _wire(sel.dst.network_address), _wire(sel.src.network_address), htons(sel.dport),
-            0xFFFF if sel.dport else 0, htons(sel.sport), 0xFFFF if sel.sport else 0, family, sel.dst.prefixlen,
-            sel.src.prefixlen, sel.proto, 0, 0, 0, _dir_number(request.dir),
-            4 + _MIGRATE_ENTRY.size, Attr.MIGRATE,
+            _ONE_MOVE.size, _MIGRATE_TYPE, _ACK_FLAGS, seq, 0,
+            _wire(dst.network_address), _wire(src.network_address), htons(dport) if dport else 0,
+            0xFFFF if dport else 0, htons(sport) if sport else 0, 0xFFFF if sport else 0, family,
+            _prefixlen(dst), _prefixlen(src), sel.proto, 0, 0, 0, _dir_number(request.dir),
+            4 + _MIGRATE_ENTRY.size, _ATTR_MIGRATE,
             _wire(b.old_dst), _wire(b.old_src), _wire(b.new_dst), _wire(b.new_src), b.proto,
             _mode_number(b.mode), 0, b.reqid, _family(b.old_dst), _family(b.new_dst),
-            44, Attr.KMADDRESS, _wire(kma.local), _wire(kma.remote), 0, _family(kma.local),
+            44, _ATTR_KMADDRESS, _wire(kma.local), _wire(kma.remote), 0, _family(kma.local),
         )  # fmt: skip
     parts = [
         _POLICY_ID.pack(
@@ -283,6 +298,24 @@ def encode_migrate(request: MigrateRequest, seq: int) -> bytes:
         parts.append(_KMADDRESS_ATTR.pack(44, Attr.KMADDRESS, _wire(k.local), _wire(k.remote), 0, _family(k.local)))
     payload = b"".join(parts)
     return _HDR.pack(16 + len(payload), MsgType.MIGRATE, ACK, seq, 0) + payload
+
+
+def _one_move_v6(request: MigrateRequest, sel: Selector, b: MigrateBundle, kma: KMAddress, seq: int) -> bytes:
+    """The Mobile IPv6 message, everything IPv6: the addresses' integers written out
+    in place, without a call per address (the families were checked by the caller and
+    by the value objects)."""
+    i = _integer
+    dport, sport = sel.dport, sel.sport
+    return _ONE_MOVE.pack(
+        _ONE_MOVE.size, _MIGRATE_TYPE, _ACK_FLAGS, seq, 0,
+        i(sel.dst.network_address).to_bytes(16, "big"), i(sel.src.network_address).to_bytes(16, "big"),
+        htons(dport) if dport else 0, 0xFFFF if dport else 0, htons(sport) if sport else 0, 0xFFFF if sport else 0,
+        AF_INET6, _prefixlen(sel.dst), _prefixlen(sel.src), sel.proto, 0, 0, 0, _dir_number(request.dir),
+        4 + _MIGRATE_ENTRY.size, _ATTR_MIGRATE,
+        i(b.old_dst).to_bytes(16, "big"), i(b.old_src).to_bytes(16, "big"), i(b.new_dst).to_bytes(16, "big"),
+        i(b.new_src).to_bytes(16, "big"), b.proto, _mode_number(b.mode), 0, b.reqid, AF_INET6, AF_INET6,
+        44, _ATTR_KMADDRESS, i(kma.local).to_bytes(16, "big"), i(kma.remote).to_bytes(16, "big"), 0, AF_INET6,
+    )  # fmt: skip
 
 
 def migrate_to(request: MigrateRequest, seq: int) -> XfrmMessage:
@@ -432,7 +465,7 @@ class _Netlink(Exchange[T]):
 
     def feed(self, raw: bytes) -> bool:
         length, mtype, _, seq, _ = _HDR.unpack_from(raw) if len(raw) >= 20 else (0, 0, 0, 0, 0)
-        if mtype == NlMsgType.ERROR and seq == self.seq and length == len(raw) and _I32.unpack_from(raw, 16)[0] == 0:
+        if mtype == _NLMSG_ERROR and seq == self.seq and length == len(raw) and _I32.unpack_from(raw, 16)[0] == 0:
             self.done = True  # the common answer, a plain ACK: no need to decode it
             return True
         try:
