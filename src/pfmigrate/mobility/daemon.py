@@ -26,7 +26,7 @@ from pfmigrate.engine import KeyEngine
 from pfmigrate.mobility import policies, routeopt
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send, Step
 from pfmigrate.mobility.config import HAConfig, MNConfig
-from pfmigrate.mobility.ipsec import carry_out, reconcile
+from pfmigrate.mobility.ipsec import carry_out, reconcile, targets_by_reqid
 from pfmigrate.mobility.mhsocket import MHSocket
 from pfmigrate.mobility.routeopt import RoSet, RouteOptimization
 
@@ -91,7 +91,7 @@ class MobileNodeDaemon(_Shell):
     def __init__(self, config: MNConfig, engine: KeyEngine, mh: MHSocket, clock: Callable[[], float] = time.monotonic):
         super().__init__(engine, mh, clock)
         self.config = config
-        self.agent = MobileNodeAgent(config, by_reqid=engine.name in ("inprocess", "keyd"))
+        self.agent = MobileNodeAgent(config, by_reqid=targets_by_reqid(engine))
         self.where: IPv6Address | None = None
         self.binding: RoSet | None = None
         reconcile(engine, policies.mn_policy_set(config, None))  # at home: the transport set
@@ -138,7 +138,7 @@ class HomeAgentDaemon(_Shell):
     def __init__(self, config: HAConfig, engine: KeyEngine, mh: MHSocket, clock: Callable[[], float] = time.monotonic):
         super().__init__(engine, mh, clock)
         self.config = config
-        self.agent = HomeAgentAgent(config, by_reqid=engine.name in ("inprocess", "keyd"))
+        self.agent = HomeAgentAgent(config, by_reqid=targets_by_reqid(engine))
         self.bindings: dict[IPv6Address, RoSet] = {}
         for node in config.mobile_nodes:
             reconcile(engine, policies.ha_policy_set(config, node, None))

@@ -10,6 +10,12 @@ from pfmigrate.mobility.agent import Configure
 from pfmigrate.mobility.policies import PolicySet, apply
 
 
+def targets_by_reqid(engine: KeyEngine) -> bool:
+    """Whether MIGRATE can name its target by reqid on this engine (pfmigrate's own, in
+    process or in keyd); Linux needs the old endpoints."""
+    return engine.name in ("inprocess", "keyd")
+
+
 def carry_out(engine: KeyEngine, step: Configure) -> tuple[int, str]:
     """Apply the step; ``(0, "")`` or the errno and reason it failed with."""
     try:

@@ -1,7 +1,9 @@
-"""Both agents in one process: each with its own in-process key engine (as two hosts
-have two kernels), a lossless link between them carrying the Mobility Headers, and an
-IKE listener on each engine that hears the MIGRATEs. The demo, the tests and the
-handover benchmark run the seed's journey on it; no root, no kernel support.
+"""Both agents in one process: each with its own key engine (as two hosts have two
+kernels), a lossless link between them carrying the Mobility Headers, and an IKE
+listener on each engine that hears the MIGRATEs. The demo, the tests and the handover
+benchmark run the seed's journey on it. The engines are in-process ones unless told
+otherwise (no root, no kernel support); the kernel tier gives it Linux's, one network
+namespace per host.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pfmigrate.engine import KeyEngine
 from pfmigrate.mobility import policies
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send, Step
 from pfmigrate.mobility.config import HAConfig, MNConfig
-from pfmigrate.mobility.ipsec import carry_out
+from pfmigrate.mobility.ipsec import carry_out, targets_by_reqid
 from pfmigrate.mobility.timeline import Timeline
 from pfmigrate.model import MigrateEvent, MigrateRequest, Policy, SecurityAssociation
 
@@ -33,32 +35,41 @@ class Leg:
     migrates: int = 0
 
 
+EngineFactory = Callable[[str], tuple[KeyEngine, KeyEngine]]
+"""For one host ("MN" or "HA"): its key engine, and a second handle on the same engine
+already subscribed to its events (the IKE daemon's ear)."""
+
+
+def inprocess_engines(host: str) -> tuple[KeyEngine, KeyEngine]:
+    hub = Hub()
+    engine, listener = open_inprocess(hub), open_inprocess(hub)
+    listener.subscribe()
+    return engine, listener
+
+
 @dataclass
 class Simulation:
     mn_config: MNConfig
     ha_config: HAConfig
-    by_reqid: bool = True
+    by_reqid: bool | None = None  # None: as the engines allow
     clock: Callable[[], float] = time.perf_counter
     timeline: Timeline = field(default_factory=Timeline)
+    engines: EngineFactory = inprocess_engines
 
     def __post_init__(self) -> None:
-        self.mn = MobileNodeAgent(self.mn_config, by_reqid=self.by_reqid)
-        self.ha = HomeAgentAgent(self.ha_config, by_reqid=self.by_reqid)
-        self.mn_engine, self.ha_engine = open_inprocess(Hub()), open_inprocess(Hub())
-        self.listeners = {"MN engine": self._listener(self.mn_engine), "HA engine": self._listener(self.ha_engine)}
+        self.mn_engine, mn_listener = self.engines("MN")
+        self.ha_engine, ha_listener = self.engines("HA")
+        self.listeners = {"MN engine": mn_listener, "HA engine": ha_listener}
+        mn_by_reqid = targets_by_reqid(self.mn_engine) if self.by_reqid is None else self.by_reqid
+        ha_by_reqid = targets_by_reqid(self.ha_engine) if self.by_reqid is None else self.by_reqid
+        self.mn = MobileNodeAgent(self.mn_config, by_reqid=mn_by_reqid)
+        self.ha = HomeAgentAgent(self.ha_config, by_reqid=ha_by_reqid)
         node = self.ha_config.mobile_nodes[0]
         policies.apply(self.mn_engine, policies.mn_policy_set(self.mn_config, None).changes())  # at home
         policies.apply(self.ha_engine, policies.ha_policy_set(self.ha_config, node, None).changes())
         self.start = self.clock()
         self.wire: deque[tuple[str, Send]] = deque()
         self.coa: IPv6Address | None = None
-
-    @staticmethod
-    def _listener(engine: KeyEngine) -> KeyEngine:
-        hub = engine.transport.hub  # type: ignore[attr-defined]
-        listener = open_inprocess(hub)
-        listener.subscribe()
-        return listener
 
     def now(self) -> float:
         return self.clock() - self.start
