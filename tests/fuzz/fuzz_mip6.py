@@ -20,16 +20,18 @@ also carry addresses, half of those with the checksum made right after the mutat
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from ipaddress import IPv6Address
+from pathlib import Path
 from random import Random
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, when run as a script
 
 from pfmigrate._value import field_specs
 from pfmigrate.mip6 import (
@@ -47,6 +49,7 @@ from pfmigrate.mip6 import (
 )
 from pfmigrate.mip6.messages import MESSAGE_CLASSES
 from pfmigrate.mip6.options import OPTION_CLASSES
+from tests.fuzz.mutations import ByteMutator, parse_arguments
 
 _INTERESTING_U8 = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 15, 16, 17, 18, 19, 59, 127, 128, 135, 254, 255)
 #: Options that may come anywhere: all but Binding Authorization Data, which comes last.
@@ -139,32 +142,28 @@ def fix_header_len(data: bytearray) -> bytearray:
     return data
 
 
-class Mutator:
+class Mutator(ByteMutator):
     def __init__(self, rng: Random, pool: Sequence[bytes]) -> None:
-        self.rng = rng
-        self.pool = pool
-        self.byte_ops: list[Callable[[bytearray], bytearray]] = [
+        super().__init__(rng, pool, _INTERESTING_U8)
+        self.byte_ops = [
             self.bit_flips, self.overwrite, self.truncate, self.header_len, self.option_len, self.option_type,
             self.insert_delete, self.trailing,
         ]  # fmt: skip
-        self.kinds: list[tuple[str, Callable[[], bytearray]]] = [
+        self.kinds = [
             ("random-bytes", self.random_bytes),
             ("framed-random", self.framed_random),
-            ("bit-flip", lambda: self.bit_flips(self.base())),
-            ("overwrite", lambda: self.overwrite(self.base())),
-            ("truncate", lambda: self.truncate(self.base())),
-            ("header-len", lambda: self.header_len(self.base())),
-            ("option-len", lambda: self.option_len(self.base())),
-            ("option-type", lambda: self.option_type(self.base())),
-            ("insert-delete", lambda: self.insert_delete(self.base())),
-            ("trailing", lambda: self.trailing(self.base())),
+            ("bit-flip", self.on_base(self.bit_flips)),
+            ("overwrite", self.on_base(self.overwrite)),
+            ("truncate", self.on_base(self.truncate)),
+            ("header-len", self.on_base(self.header_len)),
+            ("option-len", self.on_base(self.option_len)),
+            ("option-type", self.on_base(self.option_type)),
+            ("insert-delete", self.on_base(self.insert_delete)),
+            ("trailing", self.on_base(self.trailing)),
             ("splice", self.splice),
             ("dense", self.dense),
             ("havoc", self.havoc),
         ]
-
-    def base(self) -> bytearray:
-        return bytearray(self.rng.choice(self.pool))
 
     def random_bytes(self) -> bytearray:
         rng = self.rng
@@ -188,22 +187,6 @@ class Mutator:
             data += bytes([opt_type, declared]) + rng.randbytes(size)
         data += bytes(-len(data) % 8)
         return fix_header_len(data)
-
-    def bit_flips(self, data: bytearray) -> bytearray:
-        if data:
-            for _ in range(self.rng.randint(1, 8)):
-                bit = self.rng.randrange(8 * len(data))
-                data[bit >> 3] ^= 1 << (bit & 7)
-        return data
-
-    def overwrite(self, data: bytearray) -> bytearray:
-        rng = self.rng
-        if data:
-            for _ in range(rng.randint(1, 8)):
-                data[rng.randrange(len(data))] = (
-                    rng.choice(_INTERESTING_U8) if rng.random() < 0.5 else rng.randrange(256)
-                )
-        return data
 
     def truncate(self, data: bytearray) -> bytearray:
         del data[self.rng.randrange(len(data) + 1) :]
@@ -249,10 +232,6 @@ class Mutator:
             fix_header_len(data)
         return data
 
-    def trailing(self, data: bytearray) -> bytearray:
-        data += self.rng.randbytes(self.rng.randint(1, 16))
-        return data
-
     def splice(self) -> bytearray:
         """One message's fixed part with options taken from several, any order."""
         rng = self.rng
@@ -283,16 +262,6 @@ class Mutator:
             data += piece
         data += bytes(-len(data) % 8)
         return fix_header_len(data)
-
-    def havoc(self) -> bytearray:
-        data = self.splice() if self.rng.random() < 0.3 else self.base()
-        for _ in range(self.rng.randint(2, 4)):
-            data = self.rng.choice(self.byte_ops)(data)
-        return data
-
-    def case(self) -> tuple[str, bytes]:
-        name, make = self.rng.choice(self.kinds)
-        return name, bytes(make())
 
 
 # --- the run ---------------------------------------------------------------------------------------------
@@ -408,13 +377,7 @@ def run(cases: int, seed: int, pool_size: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--cases", type=int, default=1_000_000, help="inputs to try (default 1,000,000)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: chosen and printed)")
-    parser.add_argument("--pool", type=int, default=2000, help="valid messages to mutate (default 2000)")
-    args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else Random().randrange(1 << 32)
-    return run(args.cases, seed, args.pool)
+    return run(*parse_arguments(__doc__, argv, "messages"))
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ between messages, or a stack of several of these.
 
 from __future__ import annotations
 
-import argparse
 import errno
-import re
 import struct
 import sys
 import time
@@ -27,8 +25,11 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
 from random import Random
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, when run as a script
 
 from pfmigrate._value import FieldSpec, field_specs
 from pfmigrate.pfkey import (
@@ -50,6 +51,7 @@ from pfmigrate.pfkey import (
 )
 from pfmigrate.pfkey.constants import SADB_EXT_MAX
 from pfmigrate.pfkey.extensions import EXTENSION_CLASSES
+from tests.fuzz.mutations import ByteMutator, parse_arguments, without_numbers
 
 _HDR = struct.Struct("=BBBBHHII")
 _U16 = struct.Struct("=H")
@@ -208,30 +210,28 @@ def fix_len(data: bytearray) -> bytearray:
     return data
 
 
-class Mutator:
+class Mutator(ByteMutator):
+    trailing_max = 7
+
     def __init__(self, rng: Random, pool: Sequence[bytes]) -> None:
-        self.rng = rng
-        self.pool = pool
-        self.byte_ops: list[Callable[[bytearray], bytearray]] = [
+        super().__init__(rng, pool, _INTERESTING_U8)
+        self.byte_ops = [
             self.bit_flips, self.overwrite, self.truncate, self.msg_len, self.ext_len, self.inner_u16,
             self.trailing, self.insert_delete,
         ]  # fmt: skip
-        self.kinds: list[tuple[str, Callable[[], bytearray]]] = [
+        self.kinds = [
             ("random-bytes", self.random_bytes),
             ("framed-random", self.framed_random),
-            ("bit-flip", lambda: self.bit_flips(self.base())),
-            ("overwrite", lambda: self.overwrite(self.base())),
-            ("truncate", lambda: self.truncate(self.base())),
-            ("msg-len", lambda: self.msg_len(self.base())),
-            ("ext-len", lambda: self.ext_len(self.base())),
-            ("inner-u16", lambda: self.inner_u16(self.base())),
-            ("trailing", lambda: self.trailing(self.base())),
+            ("bit-flip", self.on_base(self.bit_flips)),
+            ("overwrite", self.on_base(self.overwrite)),
+            ("truncate", self.on_base(self.truncate)),
+            ("msg-len", self.on_base(self.msg_len)),
+            ("ext-len", self.on_base(self.ext_len)),
+            ("inner-u16", self.on_base(self.inner_u16)),
+            ("trailing", self.on_base(self.trailing)),
             ("splice", self.splice),
             ("havoc", self.havoc),
         ]
-
-    def base(self) -> bytearray:
-        return bytearray(self.rng.choice(self.pool))
 
     def random_bytes(self) -> bytearray:
         rng = self.rng
@@ -252,22 +252,6 @@ class Mutator:
             exttype = rng.randrange(31) if rng.random() < 0.9 else rng.randrange(0x10000)
             data += _U16.pack(declared) + _U16.pack(exttype) + rng.randbytes(8 * units - 4)
         return fix_len(data)
-
-    def bit_flips(self, data: bytearray) -> bytearray:
-        if data:
-            for _ in range(self.rng.randint(1, 8)):
-                bit = self.rng.randrange(8 * len(data))
-                data[bit >> 3] ^= 1 << (bit & 7)
-        return data
-
-    def overwrite(self, data: bytearray) -> bytearray:
-        rng = self.rng
-        if data:
-            for _ in range(rng.randint(1, 8)):
-                data[rng.randrange(len(data))] = (
-                    rng.choice(_INTERESTING_U8) if rng.random() < 0.5 else rng.randrange(256)
-                )
-        return data
 
     def truncate(self, data: bytearray) -> bytearray:
         rng = self.rng
@@ -307,10 +291,6 @@ class Mutator:
             _U16.pack_into(data, at, self.u16(_U16.unpack_from(data, at)[0]))
         return data
 
-    def trailing(self, data: bytearray) -> bytearray:
-        data += self.rng.randbytes(self.rng.randint(1, 7))
-        return data
-
     def insert_delete(self, data: bytearray) -> bytearray:
         rng = self.rng
         at = rng.randrange(len(data) + 1)
@@ -334,23 +314,8 @@ class Mutator:
                 data += rng.choice(pieces)
         return fix_len(data)
 
-    def havoc(self) -> bytearray:
-        data = self.splice() if self.rng.random() < 0.3 else self.base()
-        for _ in range(self.rng.randint(2, 4)):
-            data = self.rng.choice(self.byte_ops)(data)
-        return data
-
-    def case(self) -> tuple[str, bytes]:
-        name, make = self.rng.choice(self.kinds)
-        return name, bytes(make())
-
 
 # --- the run ---------------------------------------------------------------------------------------
-
-
-def normalise(reason: str) -> str:
-    """A reason without its numbers, so that errors of one kind count together."""
-    return re.sub(r"\b\d+\b", "N", reason)[:72]
 
 
 def check(data: bytes) -> DecodeError | None:
@@ -404,7 +369,7 @@ def run(cases: int, seed: int, pool_size: int) -> int:
             decoded += 1
             kinds_ok[kind] += 1
         else:
-            reasons[normalise(exc.reason)] += 1
+            reasons[without_numbers(exc.reason)] += 1
             errnos[exc.errno] += 1
         if (i + 1) % 250_000 == 0:
             print(f"  {i + 1:>10,} cases, {time.perf_counter() - started:6.1f} s", flush=True)
@@ -426,13 +391,7 @@ def run(cases: int, seed: int, pool_size: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--cases", type=int, default=1_000_000, help="inputs to try (default 1,000,000)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: chosen and printed)")
-    parser.add_argument("--pool", type=int, default=2000, help="valid messages to mutate (default 2000)")
-    args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else Random().randrange(1 << 32)
-    return run(args.cases, seed, args.pool)
+    return run(*parse_arguments(__doc__, argv, "messages"))
 
 
 if __name__ == "__main__":

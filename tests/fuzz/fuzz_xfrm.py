@@ -17,9 +17,7 @@ attribute and message splicing between datagrams, or a stack of several of these
 
 from __future__ import annotations
 
-import argparse
 import errno
-import re
 import struct
 import sys
 import time
@@ -27,8 +25,11 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
 from random import Random
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, when run as a script
 
 from pfmigrate._value import FieldSpec, field_specs
 from pfmigrate.xfrm import (
@@ -73,6 +74,7 @@ from pfmigrate.xfrm import (
 from pfmigrate.xfrm.constants import CAPPED, XFRM_MAX_DEPTH
 from pfmigrate.xfrm.message import ATTRIBUTES_ONLY, is_dump_request
 from pfmigrate.xfrm.structs import IPAddress
+from tests.fuzz.mutations import ByteMutator, parse_arguments, without_numbers
 
 _HDR = struct.Struct("=IHHII")
 _U16 = struct.Struct("=H")
@@ -339,31 +341,29 @@ def fix_last_len(data: bytearray) -> bytearray:
     return data
 
 
-class Mutator:
+class Mutator(ByteMutator):
+    trailing_max = 20
+
     def __init__(self, rng: Random, pool: Sequence[bytes]) -> None:
-        self.rng = rng
-        self.pool = pool
-        self.byte_ops: list[Callable[[bytearray], bytearray]] = [
+        super().__init__(rng, pool, _INTERESTING_U8)
+        self.byte_ops = [
             self.bit_flips, self.overwrite, self.truncate, self.msg_len, self.attr_len, self.inner_u32,
             self.trailing, self.insert_delete,
         ]  # fmt: skip
-        self.kinds: list[tuple[str, Callable[[], bytearray]]] = [
+        self.kinds = [
             ("random-bytes", self.random_bytes),
             ("framed-random", self.framed_random),
-            ("bit-flip", lambda: self.bit_flips(self.base())),
-            ("overwrite", lambda: self.overwrite(self.base())),
-            ("truncate", lambda: self.truncate(self.base())),
-            ("nlmsg-len", lambda: self.msg_len(self.base())),
-            ("nla-len", lambda: self.attr_len(self.base())),
-            ("inner-u32", lambda: self.inner_u32(self.base())),
-            ("trailing", lambda: self.trailing(self.base())),
-            ("insert-delete", lambda: self.insert_delete(self.base())),
+            ("bit-flip", self.on_base(self.bit_flips)),
+            ("overwrite", self.on_base(self.overwrite)),
+            ("truncate", self.on_base(self.truncate)),
+            ("nlmsg-len", self.on_base(self.msg_len)),
+            ("nla-len", self.on_base(self.attr_len)),
+            ("inner-u32", self.on_base(self.inner_u32)),
+            ("trailing", self.on_base(self.trailing)),
+            ("insert-delete", self.on_base(self.insert_delete)),
             ("splice", self.splice),
             ("havoc", self.havoc),
         ]
-
-    def base(self) -> bytearray:
-        return bytearray(self.rng.choice(self.pool))
 
     def header(self, mtype: int) -> bytearray:
         return bytearray(_HDR.pack(16, mtype, self.rng.randrange(0x10000), self.rng.randrange(8), 0))
@@ -391,22 +391,6 @@ class Mutator:
             number = rng.randrange(40) if rng.random() < 0.9 else rng.randrange(0x10000)
             data += _U16.pack(declared) + _U16.pack(number) + rng.randbytes(size) + bytes(align4(size) - size)
         return fix_last_len(data)
-
-    def bit_flips(self, data: bytearray) -> bytearray:
-        if data:
-            for _ in range(self.rng.randint(1, 8)):
-                bit = self.rng.randrange(8 * len(data))
-                data[bit >> 3] ^= 1 << (bit & 7)
-        return data
-
-    def overwrite(self, data: bytearray) -> bytearray:
-        rng = self.rng
-        if data:
-            for _ in range(rng.randint(1, 8)):
-                data[rng.randrange(len(data))] = (
-                    rng.choice(_INTERESTING_U8) if rng.random() < 0.5 else rng.randrange(256)
-                )
-        return data
 
     def truncate(self, data: bytearray) -> bytearray:
         del data[self.rng.randrange(len(data) + 1) :]
@@ -457,10 +441,6 @@ class Mutator:
                 _U16.pack_into(data, at, self.u16(_U16.unpack_from(data, at)[0]))
         return data
 
-    def trailing(self, data: bytearray) -> bytearray:
-        data += self.rng.randbytes(self.rng.randint(1, 20))
-        return data
-
     def insert_delete(self, data: bytearray) -> bytearray:
         rng = self.rng
         at = rng.randrange(len(data) + 1)
@@ -490,23 +470,8 @@ class Mutator:
             data += rng.choice(pieces)
         return fix_last_len(data)
 
-    def havoc(self) -> bytearray:
-        data = self.splice() if self.rng.random() < 0.3 else self.base()
-        for _ in range(self.rng.randint(2, 4)):
-            data = self.rng.choice(self.byte_ops)(data)
-        return data
-
-    def case(self) -> tuple[str, bytes]:
-        name, make = self.rng.choice(self.kinds)
-        return name, bytes(make())
-
 
 # --- the run ---------------------------------------------------------------------------------------
-
-
-def normalise(reason: str) -> str:
-    """A reason without its numbers, so that errors of one kind count together."""
-    return re.sub(r"\b\d+\b", "N", reason)[:72]
 
 
 def check(data: bytes) -> DecodeError | None:
@@ -560,7 +525,7 @@ def run(cases: int, seed: int, pool_size: int) -> int:
             decoded += 1
             kinds_ok[kind] += 1
         else:
-            reasons[normalise(exc.reason)] += 1
+            reasons[without_numbers(exc.reason)] += 1
             errnos[exc.errno] += 1
         if (i + 1) % 250_000 == 0:
             print(f"  {i + 1:>10,} cases, {time.perf_counter() - started:6.1f} s", flush=True)
@@ -583,13 +548,7 @@ def run(cases: int, seed: int, pool_size: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--cases", type=int, default=1_000_000, help="inputs to try (default 1,000,000)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: chosen and printed)")
-    parser.add_argument("--pool", type=int, default=2000, help="valid datagrams to mutate (default 2000)")
-    args = parser.parse_args(argv)
-    seed = args.seed if args.seed is not None else Random().randrange(1 << 32)
-    return run(args.cases, seed, args.pool)
+    return run(*parse_arguments(__doc__, argv, "datagrams"))
 
 
 if __name__ == "__main__":
