@@ -16,37 +16,24 @@ from collections.abc import Mapping
 from ipaddress import IPv6Address
 from typing import Any, TypeVar
 
-from pfmigrate._enum import OpenIntEnum
+from pfmigrate._jsonform import JSONFormError as JSONFormError  # the one error of both JSON forms
+from pfmigrate._jsonform import bytes_from, enum_from, enum_json, int_from
 from pfmigrate._value import FieldSpec, Value, field_specs
 from pfmigrate.mip6.constants import MHType, OptType
 from pfmigrate.mip6.messages import MESSAGE_CLASSES, Message, UnknownMessage
 from pfmigrate.mip6.options import OPTION_CLASSES, Option, UnknownOption
 
-EN = TypeVar("EN", bound=OpenIntEnum)
 VT = TypeVar("VT", bound=Value)
 
 
-class JSONFormError(ValueError):
-    """JSON that does not describe a valid Mobility Header message."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
 # --- to JSON ---------------------------------------------------------------------------------
-
-
-def _enum_json(value: int) -> dict[str, Any]:
-    return {"name": value._name_ if isinstance(value, enum.Enum) else None, "value": int(value)}
 
 
 def _value_json(value: object) -> Any:
     if isinstance(value, enum.IntFlag):
         return {"names": [m.name for m in type(value) if m in value], "value": int(value)}
     if isinstance(value, enum.IntEnum):
-        return _enum_json(value)
+        return enum_json(value)
     if isinstance(value, int):
         return value
     if isinstance(value, bytes):
@@ -63,55 +50,29 @@ def _fields_json(value: Value, skip: str) -> dict[str, Any]:
 
 
 def option_to_json(opt: Option) -> dict[str, Any]:
-    return {"type": _enum_json(OptType.of(opt.opt_type)), **_fields_json(opt, "opt_type")}
+    return {"type": enum_json(OptType.of(opt.opt_type)), **_fields_json(opt, "opt_type")}
 
 
 def to_json(msg: Message) -> dict[str, Any]:
     """The message as a JSON-ready dict."""
-    head = {"mh_type": _enum_json(MHType.of(msg.mh_type)), "length": len(msg.encode(None, None))}
+    head = {"mh_type": enum_json(MHType.of(msg.mh_type)), "length": len(msg.encode(None, None))}
     return {**head, **_fields_json(msg, "mh_type")}
 
 
 # --- from JSON -----------------------------------------------------------------------------
 
 
-def _enum_from(enum_cls: type[EN], raw: Any, path: str) -> EN:
-    if isinstance(raw, Mapping):
-        raw = raw.get("value", raw.get("name"))
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise JSONFormError(path, f"expected a {enum_cls.__name__} name or number, got {raw!r}")
-    try:
-        return enum_cls.parse(raw)
-    except ValueError as exc:
-        raise JSONFormError(path, str(exc)) from None
-
-
-def _int_from(raw: Any, path: str) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise JSONFormError(path, f"expected an integer, got {raw!r}")
-    return raw
-
-
 def _flags_from(flag_cls: type[enum.IntFlag], raw: Any, path: str) -> int:
     if isinstance(raw, Mapping):
         raw = raw["value"] if "value" in raw else raw.get("names")
     if not isinstance(raw, list):
-        return _int_from(raw, path)
+        return int_from(raw, path)
     value = 0
     for i, name in enumerate(raw):
         if not isinstance(name, str) or name.upper() not in flag_cls.__members__:
             raise JSONFormError(f"{path}[{i}]", f"{name!r} is not one of {', '.join(flag_cls.__members__)}")
         value |= flag_cls[name.upper()]
     return value
-
-
-def _bytes_from(raw: Any, path: str) -> bytes:
-    if not isinstance(raw, str):
-        raise JSONFormError(path, f"expected a hex string, got {raw!r}")
-    try:
-        return bytes.fromhex(raw.replace(":", " "))
-    except ValueError:
-        raise JSONFormError(path, f"{raw!r} is not hex") from None
 
 
 def _address_from(raw: Any, path: str) -> IPv6Address:
@@ -123,13 +84,13 @@ def _address_from(raw: Any, path: str) -> IPv6Address:
 
 def _field_from(spec: FieldSpec, raw: Any, path: str) -> Any:
     if spec.kind == "enum":
-        return _enum_from(spec.cls, raw, path)
+        return enum_from(spec.cls, raw, path)
     if spec.kind == "flag":
         return _flags_from(spec.cls, raw, path)
     if spec.kind == "uint":
-        return _int_from(raw, path)
+        return int_from(raw, path)
     if spec.kind == "bytes":
-        return _bytes_from(raw, path)
+        return bytes_from(raw, path)
     if spec.kind == "tuple":
         if not isinstance(raw, list):
             raise JSONFormError(path, f"expected a list of options, got {raw!r}")
@@ -154,7 +115,7 @@ def _value_from(cls: type[VT], raw: Mapping[str, Any], path: str, given: Mapping
 def option_from_json(raw: Any, path: str = "option") -> Option:
     if not isinstance(raw, Mapping) or "type" not in raw:
         raise JSONFormError(path, "an option is an object with a 'type'")
-    opt_type = _enum_from(OptType, raw["type"], f"{path}.type")
+    opt_type = enum_from(OptType, raw["type"], f"{path}.type")
     cls = OPTION_CLASSES.get(opt_type)
     if cls is None:
         return _value_from(UnknownOption, raw, path, {"opt_type": opt_type})
@@ -165,7 +126,7 @@ def from_json(raw: Any) -> Message:
     """A message from the form ``to_json`` writes; ``JSONFormError`` names what is wrong."""
     if not isinstance(raw, Mapping) or "mh_type" not in raw:
         raise JSONFormError("message", "a message is an object with an 'mh_type'")
-    mh_type = _enum_from(MHType, raw["mh_type"], "message.mh_type")
+    mh_type = enum_from(MHType, raw["mh_type"], "message.mh_type")
     cls = MESSAGE_CLASSES.get(mh_type)
     if cls is None:
         return _value_from(UnknownMessage, raw, "message", {"mh_type": mh_type})

@@ -16,32 +16,18 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pfmigrate._enum import OpenIntEnum
+from pfmigrate._jsonform import JSONFormError as JSONFormError  # the one error of both JSON forms
+from pfmigrate._jsonform import bytes_from, enum_from, enum_json, int_from
 from pfmigrate._value import FieldSpec, Value, field_specs
 from pfmigrate.pfkey.constants import ExtType, MsgType, SAType
 from pfmigrate.pfkey.extensions import EXTENSION_CLASSES, Extension, UnknownExtension
 from pfmigrate.pfkey.message import Message
 from pfmigrate.pfkey.sockaddr import SockAddr
 
-EN = TypeVar("EN", bound=OpenIntEnum)
 VT = TypeVar("VT", bound=Value)
 
 
-class JSONFormError(ValueError):
-    """A JSON message that does not describe a valid PF_KEY message."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
-
-
 # --- to JSON ---------------------------------------------------------------------------
-
-
-def _enum_json(value: int) -> dict[str, Any]:
-    name = value._name_ if isinstance(value, enum.Enum) else None
-    return {"name": name, "value": int(value)}
 
 
 def _sockaddr_json(sa: SockAddr) -> dict[str, Any]:
@@ -56,7 +42,7 @@ def _value_json(value: object) -> Any:
     if isinstance(value, enum.IntFlag):
         return {"names": [m.name for m in type(value) if m in value], "value": int(value)}
     if isinstance(value, enum.IntEnum):
-        return _enum_json(value)
+        return enum_json(value)
     if isinstance(value, bool | int | str) or value is None:
         return value
     if isinstance(value, bytes):
@@ -71,7 +57,7 @@ def _value_json(value: object) -> Any:
 
 
 def extension_to_json(ext: Extension) -> dict[str, Any]:
-    out: dict[str, Any] = {"ext": _enum_json(ExtType.of(ext.exttype))}
+    out: dict[str, Any] = {"ext": enum_json(ExtType.of(ext.exttype))}
     for spec in field_specs(type(ext)):
         if spec.name != "exttype":
             out[spec.name] = _value_json(getattr(ext, spec.name))
@@ -82,8 +68,8 @@ def to_json(msg: Message) -> dict[str, Any]:
     """The message as a JSON-ready dict."""
     return {
         "version": 2,
-        "type": _enum_json(msg.type),
-        "satype": _enum_json(msg.satype),
+        "type": enum_json(msg.type),
+        "satype": enum_json(msg.satype),
         "errno": msg.errno,
         "seq": msg.seq,
         "pid": msg.pid,
@@ -96,39 +82,6 @@ def to_json(msg: Message) -> dict[str, Any]:
 # --- from JSON ---------------------------------------------------------------------------
 
 
-def _enum_from(enum_cls: type[EN], raw: Any, path: str) -> EN:
-    if isinstance(raw, Mapping):
-        if "value" in raw:
-            raw = raw["value"]
-        elif "name" in raw:
-            raw = raw["name"]
-        else:
-            raise JSONFormError(path, "an enum object needs a 'value' or a 'name'")
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise JSONFormError(path, f"expected a {enum_cls.__name__} name or number, got {raw!r}")
-    try:
-        return enum_cls.parse(raw)
-    except ValueError as exc:
-        raise JSONFormError(path, str(exc)) from None
-
-
-def _int_from(raw: Any, path: str) -> int:
-    if isinstance(raw, Mapping) and "value" in raw:
-        raw = raw["value"]
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise JSONFormError(path, f"expected an integer, got {raw!r}")
-    return raw
-
-
-def _bytes_from(raw: Any, path: str) -> bytes:
-    if not isinstance(raw, str):
-        raise JSONFormError(path, f"expected a hex string, got {raw!r}")
-    try:
-        return bytes.fromhex(raw.replace(":", " "))
-    except ValueError:
-        raise JSONFormError(path, f"{raw!r} is not hex") from None
-
-
 def _sockaddr_from(raw: Any, path: str) -> SockAddr:
     if isinstance(raw, str):
         raw = {"address": raw}
@@ -138,9 +91,9 @@ def _sockaddr_from(raw: Any, path: str) -> SockAddr:
     try:
         return SockAddr(
             ipaddress.ip_address(raw["address"]),
-            _int_from(raw.get("port", 0), f"{path}.port"),
-            _int_from(raw.get("flowinfo", 0), f"{path}.flowinfo"),
-            _int_from(raw.get("scope_id", 0), f"{path}.scope_id"),
+            int_from(raw.get("port", 0), f"{path}.port"),
+            int_from(raw.get("flowinfo", 0), f"{path}.flowinfo"),
+            int_from(raw.get("scope_id", 0), f"{path}.scope_id"),
         )
     except ValueError as exc:
         if isinstance(exc, JSONFormError):
@@ -156,16 +109,16 @@ def _reject_unknown(raw: Mapping[str, Any], known: set[str], path: str) -> None:
 
 def _field_from(spec: FieldSpec, raw: Any, path: str) -> Any:
     if spec.kind == "enum":
-        return _enum_from(spec.cls, raw, path)
+        return enum_from(spec.cls, raw, path)
     if spec.kind in ("uint", "flag"):
-        return _int_from(raw, path)
+        return int_from(raw, path)
     if spec.kind == "bytes":
-        return _bytes_from(raw, path)
+        return bytes_from(raw, path)
     if spec.kind == "tuple":
         if not isinstance(raw, list):
             raise JSONFormError(path, f"expected a list, got {raw!r}")
         if spec.cls is int:
-            return tuple(_int_from(item, f"{path}[{i}]") for i, item in enumerate(raw))
+            return tuple(int_from(item, f"{path}[{i}]") for i, item in enumerate(raw))
         return tuple(_value_from(spec.cls, item, f"{path}[{i}]") for i, item in enumerate(raw))
     if spec.kind == "value":
         return _value_from(spec.cls, raw, path)
@@ -176,7 +129,7 @@ def _field_from(spec: FieldSpec, raw: Any, path: str) -> Any:
     if SockAddr in options:
         return _sockaddr_from(raw, path)
     if int in options:
-        return _int_from(raw, path)
+        return int_from(raw, path)
     raise JSONFormError(path, f"cannot read a {spec.cls} from JSON")
 
 
@@ -197,7 +150,7 @@ def _value_from(cls: type[VT], raw: Any, path: str, skip: frozenset[str] = froze
 def extension_from_json(raw: Any, path: str = "extension") -> Extension:
     if not isinstance(raw, Mapping) or "ext" not in raw:
         raise JSONFormError(path, "an extension needs an 'ext' type")
-    exttype = _enum_from(ExtType, raw["ext"], f"{path}.ext")
+    exttype = enum_from(ExtType, raw["ext"], f"{path}.ext")
     cls = EXTENSION_CLASSES.get(exttype)
     if cls is None:
         if exttype == 0:
@@ -222,13 +175,13 @@ def from_json(raw: Any) -> Message:
         raise JSONFormError("message.extensions", "expected a list")
     try:
         return Message(
-            _enum_from(MsgType, raw["type"], "message.type"),
-            _enum_from(SAType, raw.get("satype", 0), "message.satype"),
-            _int_from(raw.get("seq", 0), "message.seq"),
-            _int_from(raw.get("pid", 0), "message.pid"),
-            _int_from(raw.get("errno", 0), "message.errno"),
+            enum_from(MsgType, raw["type"], "message.type"),
+            enum_from(SAType, raw.get("satype", 0), "message.satype"),
+            int_from(raw.get("seq", 0), "message.seq"),
+            int_from(raw.get("pid", 0), "message.pid"),
+            int_from(raw.get("errno", 0), "message.errno"),
             tuple(extension_from_json(ext, f"message.extensions[{i}]") for i, ext in enumerate(exts)),
-            _int_from(raw.get("reserved", 0), "message.reserved"),
+            int_from(raw.get("reserved", 0), "message.reserved"),
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, JSONFormError):

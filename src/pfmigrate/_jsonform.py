@@ -1,0 +1,62 @@
+"""What the codecs' JSON forms share: the error that names the path of a bad value,
+and the readers and writers of enums, integers and bytes."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pfmigrate._enum import OpenIntEnum
+
+EN = TypeVar("EN", bound=OpenIntEnum)
+
+
+class JSONFormError(ValueError):
+    """JSON that does not describe a valid message; ``path`` says where, ``reason`` why."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def enum_json(value: int) -> dict[str, Any]:
+    """``{"name": ..., "value": ...}``; the name is null for a number no member has."""
+    return {"name": value._name_ if isinstance(value, enum.Enum) else None, "value": int(value)}
+
+
+def enum_from(enum_cls: type[EN], raw: Any, path: str) -> EN:
+    """An enum from its JSON object, a bare number or a name."""
+    if isinstance(raw, Mapping):
+        if "value" in raw:
+            raw = raw["value"]
+        elif "name" in raw:
+            raw = raw["name"]
+        else:
+            raise JSONFormError(path, "an enum object needs a 'value' or a 'name'")
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise JSONFormError(path, f"expected a {enum_cls.__name__} name or number, got {raw!r}")
+    try:
+        return enum_cls.parse(raw)
+    except ValueError as exc:
+        raise JSONFormError(path, str(exc)) from None
+
+
+def int_from(raw: Any, path: str) -> int:
+    """An integer, bare or as the ``value`` of an object."""
+    if isinstance(raw, Mapping) and "value" in raw:
+        raw = raw["value"]
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise JSONFormError(path, f"expected an integer, got {raw!r}")
+    return raw
+
+
+def bytes_from(raw: Any, path: str) -> bytes:
+    """Bytes from hex, with or without colons and spaces."""
+    if not isinstance(raw, str):
+        raise JSONFormError(path, f"expected a hex string, got {raw!r}")
+    try:
+        return bytes.fromhex(raw.replace(":", " "))
+    except ValueError:
+        raise JSONFormError(path, f"{raw!r} is not hex") from None
