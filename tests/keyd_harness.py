@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pfmigrate.backends.keyd import connect
 from pfmigrate.keyd.journal import Journal
-from pfmigrate.keyd.server import Server
+from pfmigrate.keyd.server import DEFAULT_PER_USER, Server
 from pfmigrate.keyd.service import AccessRules, Service
 from pfmigrate.model import (
     ESP,
@@ -34,14 +34,19 @@ def out_policy(coa: IPAddress) -> Policy:
 
 @contextmanager
 def keyd_thread(
-    directory: Path, *, rules: AccessRules | None = None, outbox: int = 4096, clock: object = None
+    directory: Path,
+    *,
+    rules: AccessRules | None = None,
+    outbox: int = 4096,
+    clock: object = None,
+    per_user: int = DEFAULT_PER_USER,
 ) -> Iterator[Server]:
     """keyd serving ``directory/keyd.sock`` with its journal in ``directory``, in a thread."""
     journal = Journal(directory / "keyd.db")
     engine = Engine()
     engine.restore(*journal.load())
     service = Service(engine, journal, rules or AccessRules(os.getuid()), outbox_limit=outbox)
-    server = Server(service, directory / "keyd.sock", clock=clock or time.time)  # type: ignore[arg-type]
+    server = Server(service, directory / "keyd.sock", clock=clock or time.time, per_user=per_user)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
     try:

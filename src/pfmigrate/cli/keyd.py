@@ -18,7 +18,7 @@ from pfmigrate import jsonlogs
 from pfmigrate.backends.keyd import socket_path
 from pfmigrate.cli.errors import CommandError
 from pfmigrate.keyd.journal import Journal, JournalError
-from pfmigrate.keyd.server import Server, ServerError, group_id
+from pfmigrate.keyd.server import DEFAULT_PER_USER, Server, ServerError, group_id
 from pfmigrate.keyd.service import DEFAULT_OUTBOX, AccessRules, Service
 from pfmigrate.sadb import Engine
 
@@ -40,6 +40,8 @@ def register(commands: Any) -> None:
                       help="pfmigrate's MIGRATE and broadcast numbers, or exactly Linux's af_key")  # fmt: skip
     keyd.add_argument("--metrics", type=Path, help="write Prometheus-format metrics to this file every second")
     keyd.add_argument("--outbox", type=int, default=DEFAULT_OUTBOX, help="messages a slow client may have waiting")
+    keyd.add_argument("--max-per-user", type=int, default=DEFAULT_PER_USER,
+                      help="connections a user other than an administrator may hold at once")  # fmt: skip
     keyd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     keyd.set_defaults(run=run)
 
@@ -55,7 +57,9 @@ def build(args: argparse.Namespace) -> Server:
     engine = Engine(semantics=args.semantics)
     engine.restore(*journal.load())
     service = Service(engine, journal, rules, outbox_limit=args.outbox)
-    return Server(service, socket_path(args.socket), mode=args.socket_mode, metrics_path=args.metrics)
+    return Server(
+        service, socket_path(args.socket), mode=args.socket_mode, metrics_path=args.metrics, per_user=args.max_per_user
+    )
 
 
 def run(args: argparse.Namespace) -> int:

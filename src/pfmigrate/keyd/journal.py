@@ -6,24 +6,34 @@ broadcast. A flush is one SQLite transaction (WAL, ``synchronous=FULL``), so aft
 ``kill -9`` at any moment the journal holds either all of a batch or none of it: every
 acknowledged change, and no half of a MIGRATE.
 
-Rows are keyed by (table, serial) and stored as JSON (``pfmigrate.sadb.rows``); the
+Rows are keyed by (table, serial) and stored as JSON (``pfmigrate.sadb.rows``) with
+the CRC-32 of that text, which ``load`` checks along with the serial, so that a damaged
+journal is refused with the row named rather than loaded with a changed key. The
 engine's counters (next serial, policy index, reqid, ACQUIRE seq, broadcast generation)
 go in the same transaction.
+
+What SQLite itself cannot tell is a write-ahead log cut short after a crash (by a disk
+that lost its cache, or by hand): it drops the torn tail, and with it the transactions
+there, without a word. ``synchronous=FULL`` makes that a matter of failing hardware.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 from pathlib import Path
 from typing import Any
 
 from pfmigrate.sadb.records import PolicyRecord, SARecord
-from pfmigrate.sadb.rows import FORMAT, policy_from_data, policy_to_data, sa_from_data, sa_to_data
+from pfmigrate.sadb.rows import policy_from_data, policy_to_data, sa_from_data, sa_to_data
 from pfmigrate.sadb.tables import Change
 
+FORMAT = 2  # 2: each row with its CRC-32
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS rows (tbl TEXT NOT NULL, key INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (tbl, key));
+CREATE TABLE IF NOT EXISTS rows (
+    tbl TEXT NOT NULL, key INTEGER NOT NULL, data TEXT NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY (tbl, key)
+);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -53,20 +63,29 @@ class Journal:
     def load(self) -> tuple[list[SARecord], list[PolicyRecord], dict[str, int]]:
         """Everything the journal holds: SAs, policies, counters."""
         try:
-            rows = self.db.execute("SELECT tbl, key, data FROM rows ORDER BY key").fetchall()
+            rows = self.db.execute("SELECT tbl, key, data, crc FROM rows ORDER BY key").fetchall()
             meta = dict(self.db.execute("SELECT name, value FROM meta").fetchall())
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: {exc}") from exc
         sas, policies = [], []
-        for table, key, data in rows:
+        for table, key, data, crc in rows:
             try:
+                if not isinstance(data, str) or zlib.crc32(data.encode()) != crc:
+                    raise ValueError("its CRC-32 does not match its contents")
                 loaded = json.loads(data)
+                row: SARecord | PolicyRecord
                 if table == "sad":
-                    sas.append(sa_from_data(loaded))
+                    row = sa_from_data(loaded)
+                    sas.append(row)
                 elif table == "spd":
-                    policies.append(policy_from_data(loaded))
+                    row = policy_from_data(loaded)
+                    policies.append(row)
+                else:
+                    raise ValueError(f"no table {table!r}")
+                if row.serial != key:
+                    raise ValueError(f"it holds serial {row.serial}")
             except (ValueError, KeyError, TypeError, IndexError) as exc:
-                raise JournalError(f"{self.path}: row {table}/{key} is damaged: {exc!r}") from exc
+                raise JournalError(f"{self.path}: row {table}/{key} is damaged: {exc}") from exc
         meta.pop("format", None)
         return sas, policies, meta
 
@@ -87,8 +106,10 @@ class Journal:
                 if row is None:
                     self.db.execute("DELETE FROM rows WHERE tbl = ? AND key = ?", (table, key))
                     continue
-                data = sa_to_data(row) if table == "sad" else policy_to_data(row)
-                self.db.execute("INSERT OR REPLACE INTO rows VALUES (?, ?, ?)", (table, key, json.dumps(data)))
+                text = json.dumps(sa_to_data(row) if table == "sad" else policy_to_data(row))
+                self.db.execute(
+                    "INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?)", (table, key, text, zlib.crc32(text.encode()))
+                )
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(counters.items()))
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:

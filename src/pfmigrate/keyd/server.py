@@ -4,7 +4,14 @@ One thread, non-blocking sockets, one ``selectors`` loop. Each turn reads what t
 clients sent (a bounded number of packets each), lets lifetimes run, commits the batch
 (the journal first, then the answers go to the outboxes) and writes as much of each
 outbox as the client's socket takes. A client that does not read only fills its own
-outbox; nobody waits for it.
+outbox; nobody waits for it, and once its outbox is full keyd reads nothing more from
+it until it has read (its sends block, as on a full socket).
+
+What a client can make keyd hold is bounded: a user other than an administrator may
+have ``per_user`` connections at once, and when the process runs out of descriptors
+keyd stops accepting for a moment instead of failing. A request that raises anything
+but a refusal is a bug in keyd: it is logged, the client gets EINVAL, and the engine's
+transaction has been rolled back; keyd goes on serving the others.
 """
 
 from __future__ import annotations
@@ -18,16 +25,20 @@ import selectors
 import socket
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from pfmigrate.keyd.service import Peer, Service, Session
+from pfmigrate.keyd.service import Peer, Privilege, Service, Session
 
 log = logging.getLogger("pfmigrate.keyd")
 
 RECV_SIZE = 0xFFFF * 8 + 16  # room for the largest PF_KEY message
 PER_CLIENT = 64  # packets read from one client per turn, so that none starves the others
 METRICS_EVERY = 1.0  # seconds between metrics file updates
+DEFAULT_PER_USER = 64  # connections a user other than an administrator may hold at once
+ACCEPT_PAUSE = 0.1  # seconds without accepting once the process is out of descriptors
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class ServerError(Exception):
@@ -86,17 +97,21 @@ class Server:
         mode: int = 0o666,
         metrics_path: Path | None = None,
         clock: Callable[[], float] = time.time,
+        per_user: int = DEFAULT_PER_USER,
     ) -> None:
         self.service = service
         self.path = path
         self.metrics_path = metrics_path
         self.clock = clock
+        self.per_user = per_user
         self.listener = listen(path, mode)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, None)
         self.sockets: dict[int, socket.socket] = {}  # by session id
+        self.connections: Counter[int] = Counter()  # by uid, of users other than administrators
         self.stopping = False
         self._metrics_due = 0.0
+        self._accept_again: float | None = None  # (monotonic) while accepting is paused
         log.info("listening", extra={"event": "listening", "socket": str(path)})
 
     def stop(self) -> None:
@@ -113,6 +128,9 @@ class Server:
     def turn(self, timeout: float | None = None) -> None:
         """One pass of the loop: read, run timers, commit, write."""
         service = self.service
+        if self._accept_again is not None and time.monotonic() >= self._accept_again:
+            self._accept_again = None
+            self.selector.register(self.listener, selectors.EVENT_READ, None)
         wait = timeout if timeout is not None else self._wait()
         for key, events in self.selector.select(wait):
             if key.data is None:
@@ -141,6 +159,8 @@ class Server:
             waits.append(max(due - self.clock(), 0.0))
         if self.metrics_path is not None:
             waits.append(max(self._metrics_due - self.clock(), 0.0))
+        if self._accept_again is not None:
+            waits.append(max(self._accept_again - time.monotonic(), 0.0))
         return min(waits)
 
     def _accept(self) -> None:
@@ -149,9 +169,33 @@ class Server:
                 sock, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            sock.setblocking(False)
-            peer = peer_of(sock)
+            except OSError as exc:
+                if exc.errno in _OUT_OF_DESCRIPTORS:  # the waiting clients stay queued meanwhile
+                    log.warning(
+                        "not accepting for a moment",
+                        extra={"event": "accept-paused", "errno": exc.errno, "seconds": ACCEPT_PAUSE},
+                    )  # fmt: skip
+                    self.selector.unregister(self.listener)
+                    self._accept_again = time.monotonic() + ACCEPT_PAUSE
+                    return
+                continue  # (ECONNABORTED and the like: that client is gone already)
+            try:
+                sock.setblocking(False)
+                peer = peer_of(sock)
+            except OSError:
+                sock.close()
+                continue
+            admin = self.service.rules.privilege(peer) == Privilege.ADMIN
+            if not admin and self.connections[peer.uid] >= self.per_user:
+                log.warning(
+                    "client refused: too many connections",
+                    extra={"event": "refused-connection", "uid": peer.uid, "pid": peer.pid, "limit": self.per_user},
+                )  # fmt: skip
+                sock.close()
+                continue
             session = self.service.open(peer)
+            if not admin:
+                self.connections[peer.uid] += 1
             self.sockets[session.id] = sock
             self.selector.register(sock, selectors.EVENT_READ, session)
             log.info(
@@ -163,6 +207,8 @@ class Server:
     def _read(self, session: Session) -> None:
         sock = self.sockets[session.id]
         for _ in range(PER_CLIENT):
+            if len(session.outbox) >= self.service.outbox_limit:
+                return  # it reads its answers first (``_write`` stops listening to it)
             try:
                 data = sock.recv(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
@@ -172,7 +218,14 @@ class Server:
             if not data:
                 self._drop(session)
                 return
-            reason = self.service.request(session, data, self.clock())
+            try:
+                reason = self.service.request(session, data, self.clock())
+            except Exception:  # a bug: keep it to this request
+                log.exception(
+                    "internal error", extra={"event": "internal-error", "session": session.id, "type": data[1]}
+                )
+                self.service.refuse(session, data, errno.EINVAL)
+                continue
             if reason:
                 log.info(
                     "request refused",
@@ -194,14 +247,16 @@ class Server:
                 return
             box.popleft()
             self.service.room(session)
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if box else 0)
-        self.selector.modify(sock, events, session)
+        reading = selectors.EVENT_READ if len(box) < self.service.outbox_limit else 0  # back-pressure
+        self.selector.modify(sock, reading | (selectors.EVENT_WRITE if box else 0), session)
 
     def _drop(self, session: Session) -> None:
         sock = self.sockets.pop(session.id, None)
         if sock is not None:
             self.selector.unregister(sock)
             sock.close()
+            if session.privilege != Privilege.ADMIN:
+                self.connections[session.peer.uid] -= 1
         self.service.close(session)
         log.info("client gone", extra={"event": "disconnect", "session": session.id})
 

@@ -13,7 +13,9 @@ Requests change the engine at once, but their answers wait in ``pending`` until
 An outbox is bounded for broadcasts: when it is full a broadcast is dropped and, as soon
 as there is room, the session gets the lost-messages notice instead (``LOST_NOTICE``).
 The answers to a session's own requests are always queued (it asked for them: a DUMP
-of many SAs is many messages).
+of many SAs is many messages); the server stops reading from a session whose outbox is
+full, and, as Linux does, a DUMP or X_SPDDUMP while the session's previous dump has not
+all been read is refused with EBUSY.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pfmigrate.pfkey.constants import MsgType
 from pfmigrate.sadb import Delivery, Engine
 
 READ_TYPES = frozenset({MsgType.GET, MsgType.DUMP, MsgType.X_SPDGET, MsgType.X_SPDDUMP, MsgType.REGISTER})
+DUMP_TYPES = frozenset({MsgType.DUMP, MsgType.X_SPDDUMP})
 KEY_EXTENSIONS = (8, 9)  # KEY_AUTH, KEY_ENCRYPT
 DEFAULT_OUTBOX = 4096  # messages
 _EXT = struct.Struct("=HH")
@@ -77,6 +80,10 @@ class Session:
     client: int | None  # the engine's client, None for a session that may do nothing
     outbox: collections.deque[bytes] = field(default_factory=collections.deque)
     lost: bool = False  # messages were dropped; the notice has not gone yet
+    queued: int = 0  # messages ever put in the outbox
+    sent: int = 0  # messages ever taken out of it (written to the socket)
+    dumping: bool = False  # a DUMP or X_SPDDUMP of its own is not all read yet
+    dump_end: int | None = None  # ``queued`` after the dump's last message, once queued
 
 
 def error_reply(data: bytes, code: int) -> bytes:
@@ -163,6 +170,11 @@ class Service:
             self.metrics.refused += 1
             self._hold(session, error_reply(data, errno.EPERM))
             return f"not permitted: uid {session.peer.uid} may not send type {mtype}"
+        if mtype in DUMP_TYPES:
+            if session.dumping:  # pfkey_dump: one dump at a time per socket
+                self.refuse(session, data, errno.EBUSY)
+                return "a dump of this client's is still being read"
+            session.dumping = True
         outcome = self.engine.handle(session.client, data, now)
         if outcome.send_errno:  # AF_KEY would fail send(); a packet socket answers in band
             self.metrics.count_error(outcome.send_errno)
@@ -194,34 +206,55 @@ class Service:
                 continue
             data = delivery.data if session.privilege == Privilege.ADMIN else without_keys(delivery.data)
             self._enqueue(session, data, answer=session.id in self.answers)
+        for session in self.answers.values():
+            if session.dumping and session.dump_end is None:
+                session.dump_end = session.queued
+                self._dump_read(session)
         self.pending = []
         self.answers = {}
         self.metrics.sas, self.metrics.policies = len(self.engine.sad), len(self.engine.spd)
         touched, self.touched = list(self.touched.values()), {}
         return touched
 
+    def refuse(self, session: Session, data: bytes, code: int) -> None:
+        """Answer ``data`` with errno ``code`` (after the commit, as every answer)."""
+        self.metrics.count_error(code)
+        self._hold(session, error_reply(data, code))
+
     def _hold(self, session: Session, data: bytes) -> None:
         """An answer of keyd's own (a refusal): it too waits for the commit."""
         if session.client is not None:
             self.pending.append(Delivery(session.client, data))
+            self.answers[session.id] = session
         else:
             self._enqueue(session, data)
 
     def room(self, session: Session) -> None:
         """The session's outbox has lost its head: if messages were dropped, the notice
         now fits at the tail, right after the messages that went before the loss."""
+        session.sent += 1
+        self._dump_read(session)
+        self._notice(session)
+
+    def _dump_read(self, session: Session) -> None:
+        if session.dump_end is not None and session.sent >= session.dump_end:
+            session.dumping, session.dump_end = False, None
+
+    def _notice(self, session: Session) -> None:
         if session.lost and len(session.outbox) < self.outbox_limit:
             session.outbox.append(LOST_NOTICE)
+            session.queued += 1
             session.lost = False
 
     def _enqueue(self, session: Session, data: bytes, *, answer: bool = False) -> None:
         """Queue ``data`` for ``session``. Broadcasts are dropped when its outbox is full;
         the answers to what it asked in this batch never are (a DUMP it will read)."""
         box = session.outbox
-        self.room(session)
+        self._notice(session)
         if len(box) >= self.outbox_limit and not answer:
             session.lost = True
             self.metrics.lost += 1
             return
         box.append(data)
+        session.queued += 1
         self.touched[session.id] = session

@@ -13,8 +13,6 @@ from typing import Any
 from pfmigrate.sadb import algorithms
 from pfmigrate.sadb.records import PolicyRecord, SARecord, Selector, Template, sa_selector
 
-FORMAT = 1
-
 
 def _hex(raw: bytes) -> str:
     return raw.hex()
@@ -95,4 +93,4 @@ def policy_from_data(data: dict[str, Any]) -> PolicyRecord:
     )  # fmt: skip
 
 
-__all__ = ["FORMAT", "policy_from_data", "policy_to_data", "sa_from_data", "sa_to_data"]
+__all__ = ["policy_from_data", "policy_to_data", "sa_from_data", "sa_to_data"]
