@@ -16,9 +16,10 @@ from pfmigrate.seed import seed_migrate
 SEED_HEX = seed_migrate().encode().hex()
 
 
-def run(argv: list[str], stdin: str = "", monkeypatch: pytest.MonkeyPatch | None = None) -> int:
+def run(argv: list[str], stdin: str | bytes = "", monkeypatch: pytest.MonkeyPatch | None = None) -> int:
     if monkeypatch is not None:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        raw = stdin.encode() if isinstance(stdin, str) else stdin
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
     return main(argv)
 
 
@@ -66,9 +67,11 @@ def test_encode_accepts_names_written_by_hand(
 @pytest.mark.parametrize(
     ("argv", "stdin", "message"),
     [
-        (["pfkey", "decode", "0218"], "", "not a valid PF_KEY message: offset 0: 2 bytes is shorter"),
-        (["pfkey", "decode", "02zz"], "", "input is not hex at character 2"),
-        (["pfkey", "decode", "021"], "", "input is not hex (odd number of digits)"),
+        (["pfkey", "decode", "0218"], "", "not a valid PF_KEY message: offset 0: a 2-byte message is shorter"),
+        (["pfkey", "decode", "02zz"], "", "input is not hex at character 3 ('z')"),
+        (["pfkey", "decode", "0x02 18", "zz"], "", "input is not hex at character 9 ('z')"),
+        (["pfkey", "decode", "021"], "", "input has an odd number of hex digits (3)"),
+        (["pfkey", "decode", "-", "02"], "", "- reads the message from stdin, and then it is the only argument"),
         (["pfkey", "decode", "0318000002000000" + "00" * 8], "", "offset 0: sadb_msg_version is 3, not 2"),
         (["pfkey", "encode"], "{", "stdin: not JSON: line 1 column 2"),
         (["pfkey", "encode"], '{"extensions": []}', "stdin: message: a message needs a 'type'"),
@@ -83,6 +86,17 @@ def test_encode_accepts_names_written_by_hand(
             "message.extensions[0]: AddressSrc: prefix length 129 is too long",
         ),
         (["pfkey", "encode", "/nonexistent.json"], "", "cannot read /nonexistent.json: No such file or directory"),
+        (["pfkey", "encode"], b'\xff{"type": 1}', "stdin: not UTF-8 text (byte 0)"),
+        (["pfkey", "encode"], "[" * 100_000 + "]" * 100_000, "stdin: not JSON this program reads: nested too deeply"),
+        (["pfkey", "encode"], '{"type": 1, "seq": ' + "9" * 5000 + "}", "a number of more than 4300 digits"),
+        (
+            ["pfkey", "encode"],
+            json.dumps({"type": 1, "extensions": [{"ext": 30, "data": "00" * 600_004}]}),
+            "message: extension 0 (UnknownExtension) is longer than the 524280 bytes one extension may hold",
+        ),
+        (["demo", "--json"], "", "--json shows the message on the wire: give --wire with it"),
+        (["demo", "--svg", "/"], "", "--svg '/' is a directory, not a file"),
+        (["demo", "--svg", "/nonexistent/x.svg"], "", "cannot write the SVG to /nonexistent/x.svg: no directory"),
     ],
 )
 def test_bad_input_says_what_and_where(

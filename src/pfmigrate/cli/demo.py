@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pfmigrate.cli.errors import CommandError
 from pfmigrate.mobility.seedconfig import seed_configs
 from pfmigrate.mobility.simulation import Simulation
 from pfmigrate.pfkey import decode
@@ -67,7 +68,11 @@ def journey(svg: Path | None) -> bool:
               f"Binding Acknowledgement after {leg.acknowledged * 1000:.2f} ms")  # fmt: skip
         _tables(sim, f"After the move to {where}")
     if svg is not None:
-        svg.write_text(sim.timeline.svg("pfmigrate demo: the seed's mobile node moves twice and comes home"))
+        picture = sim.timeline.svg("pfmigrate demo: the seed's mobile node moves twice and comes home")
+        try:
+            svg.write_text(picture)
+        except OSError as exc:
+            raise CommandError(f"cannot write the SVG to {svg}: {exc.strerror or exc}") from None
         print(f"\nthe timeline as a picture: {svg}")
     moved = all(leg.acknowledged > 0 for leg in legs)
     home = not any("tunnel" in line for line in sim.tables()["MN"] + sim.tables()["HA"])
@@ -82,7 +87,19 @@ def _tables(sim: Simulation, heading: str) -> None:
             print(f"  {host}  {line}")
 
 
+def _writable(svg: Path) -> None:
+    """Refuse a picture path that cannot be written, before the demo runs."""
+    if svg.is_dir() or str(svg) in ("", "."):
+        raise CommandError(f"--svg {str(svg)!r} is a directory, not a file")
+    if not svg.parent.is_dir():
+        raise CommandError(f"cannot write the SVG to {svg}: no directory {svg.parent}")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.json and not args.wire:
+        raise CommandError("--json shows the message on the wire: give --wire with it")
+    if args.svg is not None:
+        _writable(args.svg)
     print(f"The seed's mobile node (home address {HOME_ADDRESS}, home agent {HOME_AGENT})")
     print(f"moves from home to care-of address {OLD_COA}, then to {NEW_COA}, then home.")
     print("Each move: the mobile node MIGRATEs its IPsec, then sends a Binding Update;")

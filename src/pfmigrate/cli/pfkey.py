@@ -19,7 +19,7 @@ def register(commands: Any) -> None:
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     dec = verbs.add_parser("decode", help="hex → readable text or JSON")
-    dec.add_argument("hex", nargs="+", help="the message as hex (spaces and colons allowed), or - for stdin")
+    dec.add_argument("hex", nargs="+", help="the message as hex (spaces and colons allowed), or - alone for stdin")
     dec.add_argument("--json", action="store_true", help="print JSON with symbolic names and numbers")
     dec.set_defaults(run=run_decode)
 
@@ -28,17 +28,25 @@ def register(commands: Any) -> None:
     enc.set_defaults(run=run_encode)
 
 
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 def _read_hex(parts: list[str]) -> bytes:
+    if "-" in parts and parts != ["-"]:
+        raise CommandError("- reads the message from stdin, and then it is the only argument")
     text = sys.stdin.read() if parts == ["-"] else " ".join(parts)
-    cleaned = "".join(text.replace(":", " ").split())
-    if cleaned.lower().startswith("0x"):
-        cleaned = cleaned[2:]
-    try:
-        return bytes.fromhex(cleaned)
-    except ValueError:
-        bad = next((i for i, c in enumerate(cleaned) if c not in "0123456789abcdefABCDEF"), len(cleaned))
-        where = f"at character {bad}" if bad < len(cleaned) else "(odd number of digits)"
-        raise CommandError(f"input is not hex {where}") from None
+    start = len(text) - len(text.lstrip())
+    if text[start : start + 2].lower() == "0x":
+        start += 2
+    digits = []
+    for i, c in enumerate(text[start:], start):
+        if c in HEX_DIGITS:
+            digits.append(c)
+        elif not (c.isspace() or c == ":"):
+            raise CommandError(f"input is not hex at character {i + 1} ({c!r})")
+    if len(digits) % 2:
+        raise CommandError(f"input has an odd number of hex digits ({len(digits)})")
+    return bytes.fromhex("".join(digits))
 
 
 def run_decode(args: argparse.Namespace) -> int:
@@ -54,16 +62,26 @@ def run_decode(args: argparse.Namespace) -> int:
 def run_encode(args: argparse.Namespace) -> int:
     source = "stdin" if args.file == "-" else args.file
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         raise CommandError(f"cannot read {source}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"{source}: not UTF-8 text (byte {exc.start})") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CommandError(f"{source}: not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise CommandError(f"{source}: not JSON this program reads: nested too deeply") from None
+    except ValueError:  # the one other refusal: a number of more digits than Python converts
+        limit = sys.get_int_max_str_digits()
+        raise CommandError(f"{source}: not JSON this program reads: a number of more than {limit} digits") from None
     try:
         msg = from_json(raw)
-    except JSONFormError as exc:
+        wire = msg.encode()
+    except (JSONFormError, ValueError) as exc:
         raise CommandError(f"{source}: {exc}") from None
-    print(msg.encode().hex())
+    print(wire.hex())
     return 0

@@ -52,7 +52,14 @@ class Message(Value):
                 if ext.exttype in seen:
                     raise ValueError(f"extension {type(ext).__name__} appears twice")
                 seen.add(ext.exttype)
-        size = 16 + sum(len(ext.pack()) for ext in self.extensions)
+        size = 16
+        for i, ext in enumerate(self.extensions):
+            try:
+                size += len(ext.pack())
+            except struct.error:  # its length in 8-byte units does not fit sadb_ext_len
+                raise ValueError(
+                    f"extension {i} ({type(ext).__name__}) is longer than the {_MAX_LEN} bytes one extension may hold"
+                ) from None
         if size > _MAX_LEN:
             raise ValueError(f"message of {size} bytes exceeds the PF_KEY limit of {_MAX_LEN}")
 
@@ -101,7 +108,7 @@ def decode(data: bytes | bytearray | memoryview) -> Message:
     if type(data) is not bytes:
         data = bytes(data)
     if len(data) < _MSG.size:
-        raise DecodeError(0, f"{len(data)} bytes is shorter than the 16-byte sadb_msg", errno=_errno.EMSGSIZE)
+        raise DecodeError(0, f"a {len(data)}-byte message is shorter than the 16-byte sadb_msg", errno=_errno.EMSGSIZE)
     version, mtype, errno, satype, length, reserved, seq, pid = _MSG.unpack_from(data)
     if version != PF_KEY_V2:
         raise DecodeError(0, f"sadb_msg_version is {version}, not {PF_KEY_V2}")
