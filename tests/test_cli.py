@@ -120,3 +120,30 @@ def test_console_script_and_module_entry_points() -> None:
     for argv in ([str(script), "--version"], [sys.executable, "-m", "pfmigrate", "--version"]):
         done = subprocess.run(argv, capture_output=True, text=True, check=True)
         assert done.stdout.startswith("pfmigrate ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["keyd", "--socket-mode", "rw"], "argument --socket-mode: expected an octal file mode like 0660, not 'rw'"),
+        (["keyd", "--outbox", "0"], "argument --outbox: expected 1 or more, not 0"),
+        (["keyd", "--max-per-user", "-3"], "argument --max-per-user: expected 1 or more, not -3"),
+        (["setkey", "-x", "--count", "-1"], "argument --count: expected 0 or more, not -1"),
+        (["monitor", "--timeout", "nan"], "argument --timeout: expected 0 seconds or more, not nan"),
+    ],
+)
+def test_a_bad_option_value_is_a_usage_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_keyd_socket_that_is_not_one_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = tmp_path / "keyd.conf"
+    plain.write_text("not a socket\n")
+    for path, why in ((plain, "that is not a socket"), (tmp_path / "gone.sock", "there is no socket there")):
+        assert main(["setkey", "--backend", "keyd", "--keyd-socket", str(path), "-D"]) == 1
+        err = capsys.readouterr().err
+        assert f"cannot reach keyd at {path}: {why}" in err
+        assert "[Errno" not in err

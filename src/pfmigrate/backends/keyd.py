@@ -67,8 +67,25 @@ def connect(path: str | Path | None = None) -> socket.socket:
         sock.connect(str(where))
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"cannot reach keyd at {where}: {os.strerror(exc.errno or 0)}") from exc
+        raise KeydUnreachable(exc.errno or _errno.EIO, _why_unreachable(where, exc)) from exc
     return sock
+
+
+class KeydUnreachable(OSError):
+    """No keyd answers at the socket path; the message says what is there instead."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _why_unreachable(where: Path, exc: OSError) -> str:
+    if exc.errno == _errno.ENOENT:
+        return f"cannot reach keyd at {where}: there is no socket there (is keyd running?)"
+    if where.exists() and not where.is_socket():
+        return f"cannot reach keyd at {where}: that is not a socket"
+    if exc.errno == _errno.ECONNREFUSED:
+        return f"cannot reach keyd at {where}: nobody listens on that socket (keyd stopped?)"
+    return f"cannot reach keyd at {where}: {os.strerror(exc.errno or 0)}"
 
 
 def _events(path: str | Path | None, rcvbuf: int | None) -> KeydTransport:

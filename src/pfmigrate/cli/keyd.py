@@ -16,6 +16,7 @@ from typing import Any
 
 from pfmigrate import jsonlogs
 from pfmigrate.backends.keyd import socket_path
+from pfmigrate.cli import argtypes
 from pfmigrate.cli.errors import CommandError
 from pfmigrate.keyd.journal import Journal, JournalError
 from pfmigrate.keyd.server import DEFAULT_PER_USER, Server, ServerError, group_id
@@ -35,12 +36,14 @@ def register(commands: Any) -> None:
     )
     keyd.add_argument("--admin-group", help="a group whose members may change the SAD and SPD (root always may)")
     keyd.add_argument("--read-group", help="a group whose members may read them, without keys")
-    keyd.add_argument("--socket-mode", type=lambda text: int(text, 8), default=0o666, help="socket file mode (octal)")
+    keyd.add_argument("--socket-mode", type=argtypes.file_mode, default=0o666, help="socket file mode (octal)")
     keyd.add_argument("--semantics", choices=["pfmigrate", "linux"], default="pfmigrate",
                       help="pfmigrate's MIGRATE and broadcast numbers, or exactly Linux's af_key")  # fmt: skip
     keyd.add_argument("--metrics", type=Path, help="write Prometheus-format metrics to this file every second")
-    keyd.add_argument("--outbox", type=int, default=DEFAULT_OUTBOX, help="messages a slow client may have waiting")
-    keyd.add_argument("--max-per-user", type=int, default=DEFAULT_PER_USER,
+    keyd.add_argument(
+        "--outbox", type=argtypes.positive, default=DEFAULT_OUTBOX, help="messages a slow client may have waiting"
+    )
+    keyd.add_argument("--max-per-user", type=argtypes.positive, default=DEFAULT_PER_USER,
                       help="connections a user other than an administrator may hold at once")  # fmt: skip
     keyd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     keyd.set_defaults(run=run)

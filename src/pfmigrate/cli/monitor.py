@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pfmigrate.backends import registry
+from pfmigrate.cli import argtypes
 from pfmigrate.cli.errors import CommandError
 from pfmigrate.engine import KeyEngine
 from pfmigrate.model import AcquireEvent, Event, EventsLost, ExpireEvent, MigrateEvent
@@ -24,8 +25,8 @@ def register(commands: Any) -> None:
     )
     monitor.add_argument("--keyd-socket", type=Path, help="keyd's socket (for --backend keyd)")
     monitor.add_argument("--json", action="store_true", help="one JSON object per line")
-    monitor.add_argument("--count", type=int, default=0, help="stop after this many events")
-    monitor.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds")
+    monitor.add_argument("--count", type=argtypes.count, default=0, help="stop after this many events")
+    monitor.add_argument("--timeout", type=argtypes.seconds, default=0.0, help="stop after this many seconds")
     monitor.set_defaults(run=run)
 
 

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from pfmigrate.backends import registry
+from pfmigrate.cli import argtypes
 from pfmigrate.cli.errors import CommandError
 from pfmigrate.cli.setkey.commands import Options, Session, notes, watch
 from pfmigrate.cli.setkey.errors import SetkeyError
@@ -100,8 +101,8 @@ def register(commands: Any) -> None:
     setkey.add_argument("--json", action="store_true", help="dumps, results and events as JSON, one a line")
     setkey.add_argument("--backend", choices=registry.NAMES, help="the key engine (default: keyd, else Linux)")
     setkey.add_argument("--keyd-socket", metavar="PATH", help="where keyd listens")
-    setkey.add_argument("--count", type=int, default=0, help="-x: stop after this many events")
-    setkey.add_argument("--timeout", type=float, default=0.0, help="-x: stop after this many seconds")
+    setkey.add_argument("--count", type=argtypes.count, default=0, help="-x: stop after this many events")
+    setkey.add_argument("--timeout", type=argtypes.seconds, default=0.0, help="-x: stop after this many seconds")
     setkey.set_defaults(run=run, rfc=True)
 
 
