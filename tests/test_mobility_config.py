@@ -239,6 +239,12 @@ MN_MISTAKES = [
     (without(MN_EXAMPLE, "mobile_node.interface"), "mobile_node.interface", "expected an interface name"),
     (changed(MN_EXAMPLE, "mobile_node.interface", "wlan0/1"), "mobile_node.interface", "Linux interface name"),
     (changed(MN_EXAMPLE, "mobile_node.interface", "x" * 16), "mobile_node.interface", "1 to 15 bytes"),
+    (changed(MN_EXAMPLE, "mobile_node.interface", "wl\u0000an0"), "mobile_node.interface", "control characters"),
+    (
+        changed(MN_EXAMPLE, "mobile_node.home_address", "3ffe:501:ffff:100:1:2:3:4%eth0"),
+        "mobile_node.home_address",
+        "without a zone",
+    ),
     (changed(MN_EXAMPLE, "mobile_node.lifetime", 601), "mobile_node.lifetime", "a multiple of 4 seconds"),
     (changed(MN_EXAMPLE, "mobile_node.lifetime", 0), "mobile_node.lifetime", "from 4 to 262140"),
     (changed(MN_EXAMPLE, "mobile_node.lifetime", 262144), "mobile_node.lifetime", "from 4 to 262140"),

@@ -54,6 +54,7 @@ DEFAULT_LIFETIME: Final = 600
 DEFAULT_MAX_LIFETIME: Final = 3600
 DEFAULT_PREFIX_LENGTH: Final = 64
 _IFNAMSIZ: Final = 16  # Linux: interface names are at most 15 bytes and a NUL
+_NOT_IN_NAMES: Final = re.compile(r"[\s/:\x00-\x1f\x7f]")  # dev_valid_name's, and what a log line would hide
 
 
 class ConfigError(Exception):
@@ -321,10 +322,9 @@ def _mobile_node_config(top: _Table) -> MNConfig:
     if home_agent not in home_prefix:
         raise node.error("home_agent", f"expected an address on the home prefix {home_prefix}, found {home_agent}")
     interface = node.required("interface", str, "an interface name")
-    if not 0 < len(interface.encode()) < _IFNAMSIZ or interface in (".", "..") or re.search(r"[\s/:]", interface):
-        raise node.error(
-            "interface", f"expected a Linux interface name (1 to 15 bytes, no white space, / or :), found {interface!r}"
-        )
+    if not 0 < len(interface.encode()) < _IFNAMSIZ or interface in (".", "..") or _NOT_IN_NAMES.search(interface):
+        rules = "1 to 15 bytes, no white space, control characters, / or :"
+        raise node.error("interface", f"expected a Linux interface name ({rules}), found {interface!r}")
     lifetime = node.lifetime("lifetime", DEFAULT_LIFETIME)
     prefixes = _prefixes(node, home_prefix, {})
     ipsec = _ipsec(top.table("ipsec") or top.empty("ipsec"), None, top, DEFAULT_REQID_BASE)
@@ -666,6 +666,8 @@ class _Table:
         except ValueError:
             found = "an IPv4 address" if _is_ipv4(text) else repr(text)
             raise self.error(key, f"expected an IPv6 address, found {found}") from None
+        if address.scope_id is not None:
+            raise self.error(key, f"expected a global address, without a zone, found {text!r}")
         if address.is_unspecified or address.is_multicast or address.is_loopback:
             raise self.error(key, f"expected a unicast address, found {address}")
         return address
