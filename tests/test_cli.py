@@ -94,6 +94,21 @@ def test_encode_accepts_names_written_by_hand(
             json.dumps({"type": 1, "extensions": [{"ext": 30, "data": "00" * 600_004}]}),
             "message: extension 0 (UnknownExtension) is longer than the 524280 bytes one extension may hold",
         ),
+        (
+            ["pfkey", "encode"],
+            '{"type": 24, "extensions": [{"ext": "ADDRESS_SRC", "prefixlen": 128}]}',
+            "message.extensions[0].address: missing: AddressSrc needs it",
+        ),
+        (
+            ["pfkey", "encode"],
+            '{"type": 24, "extensions": [{"ext": "ADDRESS_SRC", "address": "fe80::1%eth0"}]}',
+            "message.extensions[0].address: write the zone of 'fe80::1%eth0' as scope_id",
+        ),
+        (
+            ["pfkey", "encode"],
+            '{"type": 24, "extensions": [{"ext": "ADDRESS_SRC", "address": {"address": 5}}]}',
+            "message.extensions[0].address.address: expected an IP address as text, got 5",
+        ),
         (["demo", "--json"], "", "--json shows the message on the wire: give --wire with it"),
         (["demo", "--svg", "/"], "", "--svg '/' is a directory, not a file"),
         (["demo", "--svg", "/nonexistent/x.svg"], "", "cannot write the SVG to /nonexistent/x.svg: no directory"),

@@ -3,8 +3,9 @@ and the readers and writers of enums, integers and bytes."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from pfmigrate._enum import OpenIntEnum
@@ -60,3 +61,13 @@ def bytes_from(raw: Any, path: str) -> bytes:
         return bytes.fromhex(raw.replace(":", " "))
     except ValueError:
         raise JSONFormError(path, f"{raw!r} is not hex") from None
+
+
+def check_required(cls: type, present: Iterable[str], path: str) -> None:
+    """``JSONFormError`` at the first field of ``cls`` that has no default and is not in
+    ``present``, rather than Python's complaint about ``__init__``'s arguments."""
+    have = set(present)
+    for f in dataclasses.fields(cls):
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.init and no_default and f.name not in have:
+            raise JSONFormError(f"{path}.{f.name}", f"missing: {cls.__name__} needs it")

@@ -17,7 +17,7 @@ from ipaddress import IPv6Address
 from typing import Any, TypeVar
 
 from pfmigrate._jsonform import JSONFormError as JSONFormError  # the one error of both JSON forms
-from pfmigrate._jsonform import bytes_from, enum_from, enum_json, int_from
+from pfmigrate._jsonform import bytes_from, check_required, enum_from, enum_json, int_from
 from pfmigrate._value import FieldSpec, Value, field_specs
 from pfmigrate.mip6.constants import MHType, OptType
 from pfmigrate.mip6.messages import MESSAGE_CLASSES, Message, UnknownMessage
@@ -106,6 +106,7 @@ def _value_from(cls: type[VT], raw: Mapping[str, Any], path: str, given: Mapping
     if unknown:
         raise JSONFormError(path, f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
     kwargs = {spec.name: _field_from(spec, raw[spec.name], f"{path}.{spec.name}") for spec in specs if spec.name in raw}
+    check_required(cls, [*given, *kwargs], path)
     try:
         return cls(**given, **kwargs)
     except (TypeError, ValueError) as exc:

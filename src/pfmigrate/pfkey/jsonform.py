@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pfmigrate._jsonform import JSONFormError as JSONFormError  # the one error of both JSON forms
-from pfmigrate._jsonform import bytes_from, enum_from, enum_json, int_from
+from pfmigrate._jsonform import bytes_from, check_required, enum_from, enum_json, int_from
 from pfmigrate._value import FieldSpec, Value, field_specs
 from pfmigrate.pfkey.constants import ExtType, MsgType, SAType
 from pfmigrate.pfkey.extensions import EXTENSION_CLASSES, Extension, UnknownExtension
@@ -83,14 +83,20 @@ def to_json(msg: Message) -> dict[str, Any]:
 
 
 def _sockaddr_from(raw: Any, path: str) -> SockAddr:
+    where = path if isinstance(raw, str) else f"{path}.address"  # (the short form is the address alone)
     if isinstance(raw, str):
         raw = {"address": raw}
     if not isinstance(raw, Mapping) or "address" not in raw:
         raise JSONFormError(path, f"expected a socket address object with an 'address', got {raw!r}")
     _reject_unknown(raw, {"address", "port", "flowinfo", "scope_id"}, path)
+    address = raw["address"]
+    if not isinstance(address, str):
+        raise JSONFormError(where, f"expected an IP address as text, got {address!r}")
+    if "%" in address:
+        raise JSONFormError(where, f"write the zone of {address!r} as scope_id, an interface index")
     try:
         return SockAddr(
-            ipaddress.ip_address(raw["address"]),
+            ipaddress.ip_address(address),
             int_from(raw.get("port", 0), f"{path}.port"),
             int_from(raw.get("flowinfo", 0), f"{path}.flowinfo"),
             int_from(raw.get("scope_id", 0), f"{path}.scope_id"),
@@ -139,6 +145,7 @@ def _value_from(cls: type[VT], raw: Any, path: str, skip: frozenset[str] = froze
     specs = [spec for spec in field_specs(cls) if spec.name not in skip]
     _reject_unknown(raw, {spec.name for spec in specs} | set(skip), path)
     kwargs = {spec.name: _field_from(spec, raw[spec.name], f"{path}.{spec.name}") for spec in specs if spec.name in raw}
+    check_required(cls, [*kwargs, *skip], path)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
