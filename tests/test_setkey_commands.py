@@ -146,7 +146,8 @@ SA = f"add 10.0.0.1 10.0.0.2 esp 0x1000 {KEY}"
 
 def test_an_engine_error_names_the_line_and_the_rest_runs(engine: KeyEngine) -> None:
     run = Run(engine, f"{SA};\n{SA};\nadd 10.0.0.1 10.0.0.2 esp 0x1001 {KEY};\n")
-    assert run.errors == ["conf:2:1: add: File exists (answered by pfmigrate's engine)"]
+    exists = "File exists: an SA with that destination, SPI and protocol exists"
+    assert run.errors == [f"conf:2:1: add: {exists} (answered by pfmigrate's engine)"]
     assert run.session.failures == 1
     assert sorted(sa.spi for sa in engine.dump_sas()) == [0x1000, 0x1001]
 
@@ -154,9 +155,16 @@ def test_an_engine_error_names_the_line_and_the_rest_runs(engine: KeyEngine) -> 
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("delete 10.0.0.1 10.0.0.2 esp 0x999;", "conf:1:1: delete: No such process"),
-        ("get 10.0.0.1 10.0.0.2 ah 0x999;", "conf:1:1: get: No such process"),
-        ("spddelete 10.0.0.1 10.0.0.2 any -P out;", "conf:1:1: spddelete: No such file or directory"),
+        ("delete 10.0.0.1 10.0.0.2 esp 0x999;", "conf:1:1: delete: No such process: no SA with that destination"),
+        ("get 10.0.0.1 10.0.0.2 ah 0x999;", "conf:1:1: get: No such process: no SA with that destination"),
+        (
+            "spddelete 10.0.0.1 10.0.0.2 any -P out;",
+            "conf:1:1: spddelete: No such file or directory: no policy with that selector and direction",
+        ),
+        (
+            "spdadd 10.0.0.1 10.0.0.2 any -P out ipsec " + "esp/transport//require " * 7 + ";",
+            "conf:1:1: spdadd: Too many levels of symbolic links: a policy holds at most 6 templates",
+        ),
         (
             "add 10.0.0.1 10.0.0.2 esp 300 -E aes-gcm-16 0x" + "00" * 20 + ";",
             "conf:1:1: add: Function not implemented",

@@ -29,12 +29,46 @@ IPAddress = IPv4Address | IPv6Address
 AddressLike = IPAddress | str
 
 
+_NO_SA = "no SA with that destination, SPI and protocol"
+_NO_POLICY = "no policy with that selector and direction"
+_TOO_DEEP = "a policy holds at most 6 templates"
+# What Linux means by an errno, operation by operation (pfmigrate's engine answers as
+# it does): the kernel says only the number, and strerror's words are about files.
+_MEANINGS = {
+    ("add SA", _errno.EEXIST): "an SA with that destination, SPI and protocol exists",
+    ("update SA", _errno.ESRCH): _NO_SA,
+    ("get SA", _errno.ESRCH): _NO_SA,
+    ("delete SA", _errno.ESRCH): _NO_SA,
+    ("allocate SPI", _errno.ENOENT): "no free SPI in the range",
+    ("add policy", _errno.EEXIST): "a policy with that selector and direction exists",
+    ("add policy", _errno.ELOOP): _TOO_DEEP,
+    ("update policy", _errno.ELOOP): _TOO_DEEP,
+    ("get policy", _errno.ENOENT): _NO_POLICY,
+    ("delete policy", _errno.ENOENT): _NO_POLICY,
+    ("migrate", _errno.ENOENT): _NO_POLICY,
+    ("migrate", _errno.ENODATA): "no template of the policy, or no SA, has those old endpoints",
+    ("migrate", _errno.ENOTUNIQ): "that names SAs or templates of several reqids: give the reqid",
+}
+_MEANINGS_ANYWHERE = {
+    _errno.EPERM: "changing the SAD and SPD needs CAP_NET_ADMIN (or, with keyd, its admin group)",
+    _errno.EOPNOTSUPP: "this engine does not do that",
+}
+
+
+def meaning(operation: str, errno: int) -> str:
+    """What ``errno`` says in answer to ``operation``, in its words ("" if nothing more
+    than ``strerror``)."""
+    return _MEANINGS.get((operation, errno)) or _MEANINGS_ANYWHERE.get(errno, "")
+
+
 class KeyEngineError(OSError):
-    """The key engine refused an operation; ``errno`` is its answer."""
+    """The key engine refused an operation; ``errno`` is its answer, ``meaning`` what
+    that answer says about this operation."""
 
     def __init__(self, errno: int, operation: str, detail: str = "") -> None:
-        text = f"{operation}: {os.strerror(errno)}" + (f" ({detail})" if detail else "")
-        super().__init__(errno, text)
+        self.meaning = meaning(operation, errno)
+        said = f"{os.strerror(errno)}: {self.meaning}" if self.meaning else os.strerror(errno)
+        super().__init__(errno, f"{operation}: {said}" + (f" ({detail})" if detail else ""))
         self.operation = operation
         self.detail = detail
 

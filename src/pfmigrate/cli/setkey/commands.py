@@ -101,8 +101,9 @@ class Session:
     def report(self, statement: Statement, exc: OSError, what: str = "") -> None:
         self.failures += 1
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        detail = exc.detail if isinstance(exc, KeyEngineError) else ""
-        reason += f" ({detail})" if detail else ""
+        if isinstance(exc, KeyEngineError):
+            reason += f": {exc.meaning}" if exc.meaning else ""
+            reason += f" ({exc.detail})" if exc.detail else ""
         print(f"{statement.at}: {what or statement.verb}: {reason}", file=self.err, flush=True)
 
     def execute(self, statement: Statement) -> None:
