@@ -110,6 +110,7 @@ def test_encode_accepts_names_written_by_hand(
             "message.extensions[0].address.address: expected an IP address as text, got 5",
         ),
         (["demo", "--json"], "", "--json shows the message on the wire: give --wire with it"),
+        (["setkey", "-D", "--count", "3"], "", "--count and --timeout go with -x"),
         (["demo", "--svg", "/"], "", "--svg '/' is a directory, not a file"),
         (["demo", "--svg", "/nonexistent/x.svg"], "", "cannot write the SVG to /nonexistent/x.svg: no directory"),
     ],

@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("-P goes with -D or -F")
     if args.check and not (args.stdin or args.file):
         raise CommandError("-n goes with -c or -f")
+    if (args.count or args.timeout) and not args.watch:
+        raise CommandError("--count and --timeout go with -x")
     typed = args.stdin and sys.stdin.isatty()  # a person at a terminal: run each line as it comes
     mistakes: list[SetkeyError] = []
 
