@@ -23,9 +23,9 @@ import pytest
 from pfmigrate.backends.keyd import connect, open_keyd
 from pfmigrate.keyd.journal import Journal, JournalError
 from pfmigrate.keyd.server import Server
-from pfmigrate.keyd.service import Session
+from pfmigrate.keyd.service import AccessRules, Service, Session
 from pfmigrate.pfkey import Message, MsgType, SAType
-from pfmigrate.sadb import Outcome
+from pfmigrate.sadb import Engine, Outcome
 from tests.keyd_harness import HA, OLD, keyd_thread, tunnel_sa
 
 
@@ -230,3 +230,17 @@ def test_a_journal_of_another_format_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(JournalError, match="journal format 1, this keyd reads format 2"):
         Journal(path)
+
+
+def test_metrics_that_cannot_be_written_do_not_stop_keyd(tmp_path: Path) -> None:
+    service = Service(Engine(), None, AccessRules(os.getuid()))
+    server = Server(service, tmp_path / "keyd.sock", metrics_path=tmp_path / "gone" / "keyd.prom")
+    try:
+        server.turn(0.0)  # (the metrics are due at once)
+        with connect(tmp_path / "keyd.sock") as sock:
+            sock.send(request(MsgType.GET, 1))
+            server.turn(0.1)
+            server.turn(0.1)
+            assert sock.recv(65536)[1] == MsgType.GET
+    finally:
+        server.close()

@@ -149,8 +149,11 @@ class Server:
             if session.id in self.sockets:
                 self._write(session)
         if self.metrics_path is not None and now >= self._metrics_due:
-            service.metrics.write(self.metrics_path)
             self._metrics_due = now + METRICS_EVERY
+            try:
+                service.metrics.write(self.metrics_path)
+            except OSError as exc:  # the metrics wait for a better moment; the keys do not
+                log.warning("cannot write metrics", extra={"event": "metrics-error", "error": str(exc)})
 
     def _wait(self) -> float | None:
         due = self.service.next_deadline()
@@ -221,9 +224,8 @@ class Server:
             try:
                 reason = self.service.request(session, data, self.clock())
             except Exception:  # a bug: keep it to this request
-                log.exception(
-                    "internal error", extra={"event": "internal-error", "session": session.id, "type": data[1]}
-                )
+                mtype = data[1] if len(data) > 1 else None
+                log.exception("internal error", extra={"event": "internal-error", "session": session.id, "type": mtype})
                 self.service.refuse(session, data, errno.EINVAL)
                 continue
             if reason:
