@@ -1,4 +1,8 @@
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from testbed.netns import NetnsUnavailable, check_netns
@@ -16,3 +20,13 @@ def netns() -> None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"cannot create network namespaces under CI: {exc}")
         pytest.skip(f"cannot create network namespaces here: {exc}")
+
+
+@pytest.fixture
+def open_directory() -> Iterator[Path]:
+    """A directory any user may reach (pytest's own are root's alone), for keyd's
+    socket when a test talks to it as another user."""
+    directory = Path(tempfile.mkdtemp(prefix="keyd-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)

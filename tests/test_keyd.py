@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,15 +197,6 @@ def test_without_keys_cuts_only_the_key_extensions() -> None:
     assert KeyAuth not in kept
     assert KeyEncrypt not in kept
     assert len(kept) == len(decode(full).extensions) - 2
-
-
-@pytest.fixture
-def open_directory() -> Iterator[Path]:
-    """A directory any user may reach (pytest's own are root's alone)."""
-    directory = Path(tempfile.mkdtemp(prefix="keyd-"))
-    directory.chmod(0o755)
-    yield directory
-    shutil.rmtree(directory)
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="changing to another uid needs root (CI runs as root)")

@@ -8,14 +8,11 @@ import errno
 import json
 import os
 import resource
-import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -112,15 +109,6 @@ def test_a_bug_in_a_handler_costs_one_answer_not_keyd(tmp_path: Path) -> None:
         client.add_sa(tunnel_sa(0x1000, OLD, HA))
         assert len(client.dump_sas()) == 1
         client.close()
-
-
-@pytest.fixture
-def open_directory() -> Iterator[Path]:
-    """A directory any user may reach (pytest's own are root's alone)."""
-    directory = Path(tempfile.mkdtemp(prefix="keyd-"))
-    directory.chmod(0o755)
-    yield directory
-    shutil.rmtree(directory)
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="changing to another uid needs root (CI runs as root)")

@@ -6,26 +6,24 @@ from __future__ import annotations
 import argparse
 
 
-def count(text: str) -> int:
-    """A whole number of things, 0 or more (0: no limit where an option says so)."""
+def _whole(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, not {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected {least} or more, not {value}")
     return value
+
+
+def count(text: str) -> int:
+    """A whole number of things, 0 or more (0: no limit where an option says so)."""
+    return _whole(text, 0)
 
 
 def positive(text: str) -> int:
     """A whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, not {value}")
-    return value
+    return _whole(text, 1)
 
 
 def seconds(text: str) -> float:
