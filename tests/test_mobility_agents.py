@@ -110,6 +110,40 @@ def test_a_home_agent_refuses_a_home_address_it_does_not_serve() -> None:
     assert ack.status == mip6.BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE
 
 
+@pytest.mark.parametrize("care_of", ["::", "ff02::1", "::1", "fe80::1", "::ffff:192.0.2.1", HOME_AGENT])
+def test_a_binding_update_from_an_unusable_care_of_address_is_discarded(care_of: str) -> None:
+    _, ha_config = seed_configs()
+    agent = HomeAgentAgent(ha_config)
+
+    def bu(sequence: int, coa: str) -> list[object]:
+        update = mip6.BindingUpdate(
+            sequence, mip6.BUFlags.A | mip6.BUFlags.H, 150, (mip6.AlternateCareOfAddress(IPv6Address(coa)),)
+        )
+        return list(agent.received(mip6.encode(update, HOA, HA), HOA, HA, IPv6Address(OLD_COA), 1000.0))
+
+    steps = bu(1, care_of)
+    assert [s.event for s in steps if isinstance(s, Note)] == ["bu-received", "bu-discarded"]
+    assert not any(isinstance(s, Configure | Send) for s in steps)
+    assert any(isinstance(s, Configure) for s in bu(2, OLD_COA))  # the cache was left as it was
+
+
+def test_a_binding_ack_from_anyone_but_the_home_agent_is_ignored() -> None:
+    mn_config, _ = seed_configs()
+    agent = MobileNodeAgent(mn_config)
+    agent.moved(IPv6Address(OLD_COA), 1000.0)
+    [send] = [s for s in agent.configured(0, "", 1000.01) if isinstance(s, Send)]
+    update = mip6.decode(send.data, HOA, HA)
+    assert isinstance(update, mip6.BindingUpdate)
+    ack = mip6.BindingAck(mip6.BAStatus.ACCEPTED, mip6.BAFlags(0), update.sequence, 150)
+    stranger = IPv6Address("3ffe:501:ffff:200::66")
+    forged = agent.received(mip6.encode(ack, stranger, HOA), stranger, HOA, 1000.02)
+    assert [(s.event, s.fields.get("why")) for s in forged if isinstance(s, Note)] == [
+        ("mh-ignored", "not from the home agent")
+    ]
+    genuine = agent.received(mip6.encode(ack, HA, HOA), HA, HOA, 1000.03)
+    assert "registered" in [s.event for s in genuine if isinstance(s, Note)]
+
+
 def test_the_mobile_node_sends_its_bu_only_after_its_ipsec_moved() -> None:
     mn_config, _ = seed_configs()
     agent = MobileNodeAgent(mn_config)

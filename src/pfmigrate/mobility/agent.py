@@ -134,6 +134,8 @@ class MobileNodeAgent:
             return [_note("mh-refused", peer=src, error=str(exc))]
         if not isinstance(msg, mip6.BindingAck):
             return [_note("mh-ignored", peer=src, type=type(msg).__name__)]
+        if src != self.ha:  # only the home agent acknowledges a home registration (RFC 6275 §11.7.3)
+            return [_note("mh-ignored", peer=src, type="BindingAck", why="not from the home agent")]
         ack = BindingAck(
             msg.status, msg.sequence, msg.lifetime_seconds, bool(msg.flags & mip6.BAFlags.K),
             bool(msg.flags & mip6.BAFlags.R),
@@ -237,6 +239,8 @@ class HomeAgentAgent:
         alternate = next((o.address for o in msg.options if isinstance(o, mip6.AlternateCareOfAddress)), None)
         care_of = IPv6Address(alternate) if alternate is not None else coa
         note = _note("bu-received", hoa=src, coa=care_of, sequence=msg.sequence, lifetime=msg.lifetime_seconds)
+        if msg.lifetime_seconds and (why := self._not_a_care_of_address(care_of, src)):
+            return [note, _note("bu-discarded", hoa=src, coa=care_of, why=why)]
         if src not in self.served:  # not one of ours: say so (RFC 6275 §10.3.1)
             ack = mip6.BindingAck(mip6.BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE, mip6.BAFlags(0), msg.sequence, 0)
             return [note, _note("ba-sent", hoa=src, status=int(ack.status)),
@@ -247,6 +251,17 @@ class HomeAgentAgent:
             bool(flags & mip6.BUFlags.L), bool(flags & mip6.BUFlags.K), bool(flags & mip6.BUFlags.R),
         )  # fmt: skip
         return [note, *self._run(BindingUpdateReceived(src, care_of, bu), now)]
+
+    def _not_a_care_of_address(self, address: IPv6Address, hoa: IPv6Address) -> str:
+        """Why ``address`` cannot be the care-of address of ``hoa`` ("" if it can): a
+        tunnel end must be a unicast routable address (RFC 6275 §9.5.1), not ours."""
+        if address.is_unspecified or address.is_multicast or address.is_loopback:
+            return "not a unicast address"
+        if address.is_link_local or address.ipv4_mapped is not None:
+            return "not routable beyond a link"
+        if address == self.config.address:
+            return "the home agent's own address"
+        return ""
 
     def configured(self, hoa: IPv6Address, error: int, reason: str, now: float) -> list[Step]:
         if error in DIVERGENCE:

@@ -70,6 +70,16 @@ class _Shell:
         self.ro = RouteOptimization(engine) if engine.name == "linux-xfrm" else None
         self.moved_at: float | None = None
 
+    @staticmethod
+    def guarded(receive: Callable[[], list[Step]]) -> list[Step]:
+        """The agent's steps for one received packet; a bug that packet meets is logged,
+        and the daemon goes on serving (one packet must not stop a home agent)."""
+        try:
+            return receive()
+        except Exception:
+            log.exception("agent error", extra={"event": "agent-error"})
+            return []
+
     def note(self, step: Note) -> None:
         since = None if self.moved_at is None else round((self.clock() - self.moved_at) * 1000, 3)
         log.info(step.event, extra={"event": step.event, "since_move_ms": since, **step.fields})
@@ -114,7 +124,7 @@ class MobileNodeDaemon(_Shell):
         received = self.mh.receive(wait)
         if received is not None:
             to = received.destination or self.config.home_address
-            self.carry(self.agent.received(received.data, received.source, to, self.clock()))
+            self.carry(self.guarded(lambda: self.agent.received(received.data, received.source, to, self.clock())))
 
     def carry(self, steps: list[Step]) -> None:
         pending = deque(steps)
@@ -158,7 +168,7 @@ class HomeAgentDaemon(_Shell):
         self.moved_at = self.clock()
         coa = received.care_of_address or received.source
         to = received.destination or self.config.address
-        self.carry(self.agent.received(received.data, received.source, to, coa, self.clock()))
+        self.carry(self.guarded(lambda: self.agent.received(received.data, received.source, to, coa, self.clock())))
 
     def carry(self, steps: list[Step]) -> None:
         pending = deque(steps)
