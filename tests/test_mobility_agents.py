@@ -14,6 +14,7 @@ import pytest
 
 from pfmigrate import mip6
 from pfmigrate.cli import main
+from pfmigrate.engine import KeyEngineError
 from pfmigrate.mobility import policies
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send
 from pfmigrate.mobility.daemon import addresses, care_of_address
@@ -79,6 +80,43 @@ def test_a_table_changed_behind_the_agents_back_is_repaired_and_reported() -> No
     assert notes
     assert notes[0].fields["errno"] in (errno.ENOENT, errno.ENODATA)
     assert tables(sim) == expected(sim, NEW_COA)
+    sim.close()
+
+
+@pytest.mark.parametrize("by_reqid", [True, False])
+def test_a_tunnel_removed_behind_the_agents_back_is_repaired_on_the_way_home(by_reqid: bool) -> None:
+    sim = Simulation(*seed_configs(), by_reqid=by_reqid)
+    sim.move(OLD_COA)
+    tunnel = next(p for p in sim.mn_engine.dump_policies() if p.templates and p.templates[0].src is not None)
+    sim.mn_engine.delete_policy(tunnel.selector, tunnel.dir)
+    sim.go_home()
+    assert [e for e in sim.timeline.entries if e.event == "divergence"]
+    assert tables(sim) == expected(sim, None)  # the other tunnels went too
+    sim.move(NEW_COA)
+    assert tables(sim) == expected(sim, NEW_COA)
+    sim.close()
+
+
+@pytest.mark.parametrize("failing", range(1, 5))  # the four tunnel SAs
+def test_a_move_that_failed_half_way_does_not_wedge_the_next(failing: int) -> None:
+    """The engine refuses one SA of the tunnels (out of memory): what went before stays;
+    the next move finds it (EEXIST), says so and repairs, and the tables follow again."""
+    sim = Simulation(*seed_configs())
+    add_sa, calls = sim.mn_engine.add_sa, [0]
+
+    def flaky(sa: SecurityAssociation) -> None:
+        calls[0] += 1
+        if calls[0] == failing:
+            raise KeyEngineError(errno.ENOMEM, "add SA")
+        add_sa(sa)
+
+    sim.mn_engine.add_sa = flaky  # type: ignore[method-assign]
+    sim.move(OLD_COA)
+    assert "migrate-failed" in [e.event for e in sim.timeline.entries]
+    sim.move(NEW_COA)
+    assert tables(sim) == expected(sim, NEW_COA)
+    sim.go_home()
+    assert tables(sim) == expected(sim, None)
     sim.close()
 
 

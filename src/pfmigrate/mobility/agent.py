@@ -63,19 +63,22 @@ from pfmigrate.mobility.cache import (
     SendBindingAck,
 )
 from pfmigrate.mobility.config import HAConfig, MNConfig
-from pfmigrate.mobility.policies import Change, PolicySet
+from pfmigrate.mobility.policies import Change, Owned, PolicySet
 
-DIVERGENCE = frozenset({errno.ENOENT, errno.ENODATA})
+# The tables are not what the agent believes: no such policy, no matching SA, or one
+# already there (a change that failed half-way left it).
+DIVERGENCE = frozenset({errno.ENOENT, errno.ENODATA, errno.EEXIST})
 
 
 @dataclass(frozen=True, slots=True)
 class Configure:
-    """Apply ``changes`` to the key engine (``repair``: make the tables equal ``target``)."""
+    """Apply ``changes`` to the key engine (``repair``: make the node's tables equal it)."""
 
     hoa: IPv6Address
     changes: tuple[Change, ...]
     why: str
     repair: PolicySet | None = None
+    owned: Owned | None = None  # with ``repair``: the node's entries, of which only ``repair``'s stay
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +152,7 @@ class MobileNodeAgent:
             target = policies.mn_policy_set(self.config, self.target)
             return [
                 _note("divergence", errno=error, reason=reason, target=self.target or "home"),
-                Configure(self.hoa, (), "repair", repair=target),
+                Configure(self.hoa, (), "repair", repair=target, owned=policies.mn_owned(self.config)),
             ]
         if error:
             return [
@@ -269,7 +272,7 @@ class HomeAgentAgent:
             target = policies.ha_policy_set(self.config, node, self.targets.get(hoa))
             return [
                 _note("divergence", hoa=hoa, errno=error, reason=reason, target=self.targets.get(hoa) or "home"),
-                Configure(hoa, (), "repair", repair=target),
+                Configure(hoa, (), "repair", repair=target, owned=policies.ha_owned(self.config, node)),
             ]
         if error:
             return [_note("migrate-failed", hoa=hoa, errno=error, reason=reason),

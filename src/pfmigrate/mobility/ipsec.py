@@ -7,7 +7,7 @@ import errno
 
 from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility.agent import Configure
-from pfmigrate.mobility.policies import PolicySet, apply
+from pfmigrate.mobility.policies import Owned, PolicySet, apply
 
 
 def targets_by_reqid(engine: KeyEngine) -> bool:
@@ -20,7 +20,7 @@ def carry_out(engine: KeyEngine, step: Configure) -> tuple[int, str]:
     """Apply the step; ``(0, "")`` or the errno and reason it failed with."""
     try:
         if step.repair is not None:
-            reconcile(engine, step.repair)
+            reconcile(engine, step.repair, step.owned)
         else:
             apply(engine, step.changes)
     except KeyEngineError as exc:
@@ -28,14 +28,20 @@ def carry_out(engine: KeyEngine, step: Configure) -> tuple[int, str]:
     return 0, ""
 
 
-def reconcile(engine: KeyEngine, target: PolicySet) -> None:
+def reconcile(engine: KeyEngine, target: PolicySet, owned: Owned | None = None) -> None:
     """Make the engine hold ``target``: each policy set (added or replaced), each SA
-    put back with its keys, and the node's SAs found elsewhere removed."""
+    put back with its keys, the node's SAs found elsewhere removed, and (given what the
+    node ``owned``) its policies and SAs that ``target`` does not have."""
     wanted = {(sa.dst, sa.spi, sa.proto) for sa in target.sas}
-    spis = {sa.spi for sa in target.sas}
+    spis = {sa.spi for sa in target.sas} | (owned.spis if owned else frozenset())
     for sa in engine.dump_sas():
         if sa.spi in spis and (sa.dst, sa.spi, sa.proto) not in wanted:
-            engine.delete_sa(sa.dst, sa.spi, sa.proto)  # left at an old address
+            engine.delete_sa(sa.dst, sa.spi, sa.proto)  # left at an old address, or not wanted here
+    if owned is not None:
+        kept = {(p.selector, p.dir) for p in target.policies}
+        for policy in engine.dump_policies():
+            if (policy.selector, policy.dir) in owned.policies - kept:
+                engine.delete_policy(policy.selector, policy.dir)  # a tunnel left when the node is home
     for sa in target.sas:
         try:
             engine.delete_sa(sa.dst, sa.spi, sa.proto)

@@ -158,6 +158,22 @@ class PolicySet:
         return [*(AddSA(sa) for sa in self.sas), *(AddPolicy(policy) for policy in self.policies)]
 
 
+@dataclass(frozen=True, slots=True)
+class Owned:
+    """What is one mobile node's in a host's tables, wherever the node is: its policies
+    by selector and direction, its manual SAs by SPI (a repair removes the rest of them)."""
+
+    policies: frozenset[tuple[Selector, Dir]]
+    spis: frozenset[int]
+
+
+def _owned(pair: _Pair) -> Owned:
+    everything = _policy_set(pair, pair.home_address)  # the away set: any address will do, only keys count
+    return Owned(
+        frozenset((p.selector, p.dir) for p in everything.policies), frozenset(sa.spi for sa in everything.sas)
+    )
+
+
 # --- one pair, seen from one side ------------------------------------------------------------
 
 
@@ -363,6 +379,10 @@ def mn_policy_set(config: MNConfig, coa: Address | None) -> PolicySet:
     return _policy_set(pair, pair.where(coa, "current"))
 
 
+def mn_owned(config: MNConfig) -> Owned:
+    return _owned(_mn_pair(config))
+
+
 def mn_migrations(config: MNConfig, old_coa: Address, new_coa: Address) -> list[MigrateRequest]:
     """Away to away, naming each tunnel bundle by its old endpoints (for Linux)."""
     return _migrations(_mn_pair(config), old_coa, new_coa, by_reqid=False)
@@ -398,6 +418,10 @@ def mn_move(
 
 
 # --- the home agent, for one of its mobile nodes ---------------------------------------------------
+
+
+def ha_owned(config: HAConfig, node: ServedNode | Address) -> Owned:
+    return _owned(_ha_pair(config, node))
 
 
 def ha_policy_set(config: HAConfig, node: ServedNode | Address, coa: Address | None) -> PolicySet:
@@ -449,7 +473,10 @@ __all__ = [
     "DeleteSA",
     "Change",
     "PolicySet",
+    "Owned",
     "apply",
+    "mn_owned",
+    "ha_owned",
     "mn_policy_set",
     "mn_migrations",
     "mn_migrations_by_reqid",
