@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterable
+from dataclasses import replace
 from ipaddress import IPv6Address
 from pathlib import Path
 
@@ -163,6 +164,26 @@ def test_a_binding_update_from_an_unusable_care_of_address_is_discarded(care_of:
     assert [s.event for s in steps if isinstance(s, Note)] == ["bu-received", "bu-discarded"]
     assert not any(isinstance(s, Configure | Send) for s in steps)
     assert any(isinstance(s, Configure) for s in bu(2, OLD_COA))  # the cache was left as it was
+
+
+@pytest.mark.parametrize("keep_trying", [True, False])
+def test_a_mobile_node_without_answers_keeps_trying_unless_told_not_to(keep_trying: bool) -> None:
+    mn_config, _ = seed_configs()
+    agent = MobileNodeAgent(replace(mn_config, keep_trying=keep_trying))
+    agent.moved(IPv6Address(OLD_COA), 0.0)
+    sent = [s for s in agent.configured(0, "", 0.0) if isinstance(s, Send)]
+    events: list[str] = []
+    while (due := agent.timer()) is not None and due < 600.0:
+        steps = agent.tick(due)
+        sent += [s for s in steps if isinstance(s, Send)]
+        events += [s.event for s in steps if isinstance(s, Note)]
+    if keep_trying:  # 1, 2, 4, 8, 16, 32 s, then every 32 s (RFC 6275 §11.8)
+        assert agent.timer() is not None
+        assert len(sent) > 15
+    else:
+        assert agent.timer() is None
+        assert len(sent) == 6
+        assert "gave-up" in events
 
 
 def test_a_binding_ack_from_anyone_but_the_home_agent_is_ignored() -> None:

@@ -255,6 +255,7 @@ MN_MISTAKES = [
         "true or false",
     ),
     (changed(MN_EXAMPLE, "mobile_node.key_management_mobility", True), "mobile_node.key_management_mobility", "K bit"),
+    (changed(MN_EXAMPLE, "mobile_node.keep_trying", "always"), "mobile_node.keep_trying", "true or false"),
     (
         changed(MN_EXAMPLE, "mobile_node.mobile_network_prefixes", "3ffe::/16"),
         "mobile_node.mobile_network_prefixes",

@@ -114,6 +114,7 @@ class MobileNodeAgent:
             config.lifetime,
             config.key_management_mobility,
             mobile_router=bool(config.mobile_network_prefixes),
+            retry_forever=config.keep_trying,
         )
         self.registration = HomeRegistration(machine)
         self.target: IPv6Address | None = None  # where the IPsec move under way goes (None: home)

@@ -182,6 +182,7 @@ class MNConfig:
     key_management_mobility: bool  # the K bit
     mobile_network_prefixes: tuple[IPv6Network, ...]
     ipsec: IPsec
+    keep_trying: bool = True  # with no answer, go on sending Binding Updates every 32 s
 
     @property
     def home_prefix(self) -> IPv6Network:
@@ -312,6 +313,7 @@ def _mobile_node_config(top: _Table) -> MNConfig:
         "lifetime",
         "key_management_mobility",
         "mobile_network_prefixes",
+        "keep_trying",
     )
     home_address = node.address("home_address")
     home_agent = node.address("home_agent")
@@ -335,9 +337,11 @@ def _mobile_node_config(top: _Table) -> MNConfig:
         raise node.error(
             "key_management_mobility", "expected false: with manual keys the K bit is clear (RFC 6275 6.1.7)"
         )
+    keep_trying = node.optional("keep_trying", bool, "true or false")
     return MNConfig(
-        top.source, backend, home_address, home_agent, prefix_length, interface, lifetime, k_bit, prefixes, ipsec
-    )
+        top.source, backend, home_address, home_agent, prefix_length, interface, lifetime, k_bit, prefixes, ipsec,
+        True if keep_trying is None else keep_trying,
+    )  # fmt: skip
 
 
 def _home_agent_config(top: _Table) -> HAConfig:
