@@ -198,7 +198,7 @@ def test_a_home_address_outside_the_home_prefixes_is_answered_132() -> None:
 def test_h_cleared_for_a_home_registration_is_answered_139() -> None:
     """RFC 6275 §9.5.1: registration type change disallowed; the entry is unchanged."""
     c = bound(cache())
-    assert the_ack(c.handle(bu(11, home=False), 1.0)) == BindingAck(BAStatus.REGISTRATION_TYPE_CHANGE_DISALLOWED, 10)
+    assert the_ack(c.handle(bu(11, home=False), 1.0)) == BindingAck(BAStatus.REGISTRATION_TYPE_CHANGE_DISALLOWED, 11)
     assert c.state(HOA) is CacheState.BOUND
 
 

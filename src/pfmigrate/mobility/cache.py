@@ -302,9 +302,10 @@ def _deregister(
 
 
 def _checked(e: CacheEntry, ev: BindingUpdateReceived, out: list[HaAction]) -> bool:
-    """§9.5.1 for an existing entry: H must stay set and the number must be newer."""
+    """§9.5.1 for an existing entry: H must stay set and the number must be newer. Only
+    135 carries the last accepted number; every other answer echoes the BU's (§6.1.8)."""
     if not ev.bu.home:
-        _answer(e, ev.coa, BAStatus.REGISTRATION_TYPE_CHANGE_DISALLOWED, e.sequence, out)
+        _answer(e, ev.coa, BAStatus.REGISTRATION_TYPE_CHANGE_DISALLOWED, ev.bu.sequence, out)
         return False
     if not seq_newer(ev.bu.sequence, e.sequence):
         _answer(e, ev.coa, BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW, e.sequence, out)
