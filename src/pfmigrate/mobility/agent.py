@@ -243,7 +243,7 @@ class HomeAgentAgent:
         alternate = next((o.address for o in msg.options if isinstance(o, mip6.AlternateCareOfAddress)), None)
         care_of = IPv6Address(alternate) if alternate is not None else coa
         note = _note("bu-received", hoa=src, coa=care_of, sequence=msg.sequence, lifetime=msg.lifetime_seconds)
-        if msg.lifetime_seconds and (why := self._not_a_care_of_address(care_of, src)):
+        if msg.lifetime_seconds and (why := self._not_a_care_of_address(care_of)):
             return [note, _note("bu-discarded", hoa=src, coa=care_of, why=why)]
         if src not in self.served:  # not one of ours: say so (RFC 6275 §10.3.1)
             ack = mip6.BindingAck(mip6.BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE, mip6.BAFlags(0), msg.sequence, 0)
@@ -256,9 +256,9 @@ class HomeAgentAgent:
         )  # fmt: skip
         return [note, *self._run(BindingUpdateReceived(src, care_of, bu), now)]
 
-    def _not_a_care_of_address(self, address: IPv6Address, hoa: IPv6Address) -> str:
-        """Why ``address`` cannot be the care-of address of ``hoa`` ("" if it can): a
-        tunnel end must be a unicast routable address (RFC 6275 §9.5.1), not ours."""
+    def _not_a_care_of_address(self, address: IPv6Address) -> str:
+        """Why ``address`` cannot be a care-of address ("" if it can): a tunnel end must
+        be a unicast routable address (RFC 6275 §9.5.1), and not ours."""
         if address.is_unspecified or address.is_multicast or address.is_loopback:
             return "not a unicast address"
         if address.is_link_local or address.ipv4_mapped is not None:
