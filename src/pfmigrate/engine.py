@@ -50,7 +50,7 @@ _MEANINGS = {
     ("migrate", _errno.ENOTUNIQ): "that names SAs or templates of several reqids: give the reqid",
 }
 _MEANINGS_ANYWHERE = {
-    _errno.EPERM: "changing the SAD and SPD needs CAP_NET_ADMIN (or, with keyd, its admin group)",
+    _errno.EPERM: "the SAD and SPD need CAP_NET_ADMIN (with keyd: its admin group, or its read group to read)",
     _errno.EOPNOTSUPP: "this engine does not do that",
 }
 
