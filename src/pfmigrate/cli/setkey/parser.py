@@ -238,6 +238,9 @@ def _algorithm(cur: Cursor, what: str, table: dict[str, Transform], option: Toke
         token.expected(f"{what} ({transforms.choices(table)})")
     transform = table[token.text]
     if not transform.takes_key:
+        after = cur.peek()
+        if after.kind is Kind.STRING or (after.kind is Kind.WORD and after.text.lower().startswith("0x")):
+            after.fail(f"{transform.name} takes no key")
         return option, transform, b""
     key_token = cur.take()
     key = words.key(key_token)
@@ -260,13 +263,13 @@ def _add(cur: Cursor, start: Token) -> Statement:
     while cur.at_option():
         _option(cur, cur.take(), parts)
     enc, auth, comp = (parts.algorithms.get(flag) for flag in ("-E", "-A", "-C"))
-    needed = {ESP: ("-E", enc), AH: ("-A", auth), IPCOMP: ("-C", comp)}[proto]
-    if needed[1] is None:
-        cur.peek().expected(f"{needed[0]} and {ALGORITHM_TABLES[needed[0]][0]} for this {proto_token.text} SA")
     allowed = {ESP: ("-E", "-A"), AH: ("-A",), IPCOMP: ("-C",)}[proto]
     for flag, (token, _, _) in parts.algorithms.items():
         if flag not in allowed:
             token.fail(f"{flag} has no place in an {proto_token.text} SA")
+    needed = {ESP: ("-E", enc), AH: ("-A", auth), IPCOMP: ("-C", comp)}[proto]
+    if needed[1] is None:
+        cur.peek().expected(f"{needed[0]} and {ALGORITHM_TABLES[needed[0]][0]} for this {proto_token.text} SA")
     if enc and enc[1].aead and auth:
         auth[0].fail(f"{enc[1].name} authenticates by itself: it takes no -A")
     cur.end(start)
