@@ -232,3 +232,13 @@ def test_metrics_that_cannot_be_written_do_not_stop_keyd(tmp_path: Path) -> None
             assert sock.recv(65536)[1] == MsgType.GET
     finally:
         server.close()
+
+
+def test_damaged_counters_are_refused(tmp_path: Path) -> None:
+    path = _journal_with_two_sas(tmp_path)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = value + 1 WHERE name = 'serial'")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="the engine's counters are damaged"):
+        Journal(path).load()

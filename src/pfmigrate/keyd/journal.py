@@ -10,7 +10,7 @@ Rows are keyed by (table, serial) and stored as JSON (``pfmigrate.sadb.rows``) w
 the CRC-32 of that text, which ``load`` checks along with the serial, so that a damaged
 journal is refused with the row named rather than loaded with a changed key. The
 engine's counters (next serial, policy index, reqid, ACQUIRE seq, broadcast generation)
-go in the same transaction.
+go in the same transaction, with a CRC-32 of their own.
 
 What SQLite itself cannot tell is a write-ahead log cut short after a crash (by a disk
 that lost its cache, or by hand): it drops the torn tail, and with it the transactions
@@ -36,6 +36,13 @@ CREATE TABLE IF NOT EXISTS rows (
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+_COUNTERS_CRC = "counters_crc"
+
+
+def _crc_of(counters: dict[str, int]) -> int:
+    return zlib.crc32(json.dumps(sorted(counters.items())).encode())
 
 
 class JournalError(Exception):
@@ -87,6 +94,9 @@ class Journal:
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 raise JournalError(f"{self.path}: row {table}/{key} is damaged: {exc}") from exc
         meta.pop("format", None)
+        crc = meta.pop(_COUNTERS_CRC, None)
+        if meta and crc != _crc_of(meta):
+            raise JournalError(f"{self.path}: the engine's counters are damaged: their CRC-32 does not match")
         return sas, policies, meta
 
     def stage(self, changes: list[Change]) -> None:
@@ -110,7 +120,8 @@ class Journal:
                 self.db.execute(
                     "INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?)", (table, key, text, zlib.crc32(text.encode()))
                 )
-            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(counters.items()))
+            rows = [*counters.items(), (_COUNTERS_CRC, _crc_of(counters))]
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", rows)
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: cannot write: {exc}") from exc
