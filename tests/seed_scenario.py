@@ -4,8 +4,10 @@ its move from the old care-of address to the new one."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from ipaddress import ip_address
 
+from pfmigrate.engine import KeyEngine
 from pfmigrate.model import (
     ESP,
     MH,
@@ -57,6 +59,19 @@ def key(policy: Policy) -> tuple[str, str]:
     return (policy.dir.value, str(policy.selector))
 
 
-def without_index(policies: list[Policy]) -> list[Policy]:
+def without_index(policies: Iterable[Policy]) -> list[Policy]:
     """Policies as configured: the engine's index left out, in a stable order."""
     return sorted((Policy(p.selector, p.dir, p.templates, p.action, p.priority) for p in policies), key=key)
+
+
+def play_seed_move(engine: KeyEngine) -> None:
+    """The tunnel SAs and MH policies at the old care-of address, then the MIGRATEs to
+    the new one; each added policy comes back as configured, with an index."""
+    engine.add_sa(tunnel_sa(0x1000, OLD, HA))
+    engine.add_sa(tunnel_sa(0x1001, HA, OLD))
+    for policy in mn_policies(OLD):
+        added = engine.add_policy(policy)
+        assert added.index != 0
+        assert without_index([added]) == [policy]
+    for request in mn_migrates():
+        engine.migrate(request)

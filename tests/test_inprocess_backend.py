@@ -43,6 +43,7 @@ from tests.seed_scenario import (
     OUT_SELECTOR,
     mn_migrates,
     mn_policies,
+    play_seed_move,
     tunnel_sa,
     without_index,
 )
@@ -79,14 +80,7 @@ def wait_for(engine: KeyEngine, kind: type) -> Event:
 
 
 def test_the_seed_scenario_moves_the_sas_and_rewrites_the_policies(engine: KeyEngine) -> None:
-    engine.add_sa(tunnel_sa(0x1000, OLD, HA))
-    engine.add_sa(tunnel_sa(0x1001, HA, OLD))
-    for policy in mn_policies(OLD):
-        added = engine.add_policy(policy)
-        assert added.index != 0
-        assert without_index([added]) == [policy]
-    for request in mn_migrates():
-        engine.migrate(request)
+    play_seed_move(engine)
     assert sorted(engine.dump_sas(), key=lambda sa: sa.spi) == [tunnel_sa(0x1000, NEW, HA), tunnel_sa(0x1001, HA, NEW)]
     assert without_index(engine.dump_policies()) == without_index(mn_policies(NEW))
 

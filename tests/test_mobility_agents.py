@@ -21,16 +21,11 @@ from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent,
 from pfmigrate.mobility.daemon import addresses, care_of_address
 from pfmigrate.mobility.seedconfig import seed_configs
 from pfmigrate.mobility.simulation import Simulation
-from pfmigrate.model import Policy, SecurityAssociation
+from pfmigrate.model import SecurityAssociation
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
+from tests.seed_scenario import without_index
 
 HOA, HA = IPv6Address(HOME_ADDRESS), IPv6Address(HOME_AGENT)
-
-
-def _by_place(policies_: Iterable[Policy]) -> list[Policy]:
-    """Policies as configured (the engine's index left out), in a stable order."""
-    plain = (Policy(p.selector, p.dir, p.templates, p.action, p.priority) for p in policies_)
-    return sorted(plain, key=lambda p: (p.dir.value, str(p.selector)))
 
 
 def _by_spi(sas: Iterable[SecurityAssociation]) -> list[SecurityAssociation]:
@@ -39,15 +34,15 @@ def _by_spi(sas: Iterable[SecurityAssociation]) -> list[SecurityAssociation]:
 
 def tables(sim: Simulation) -> tuple[object, ...]:
     """Both engines' SAD and SPD."""
-    return (_by_spi(sim.mn_engine.dump_sas()), _by_place(sim.mn_engine.dump_policies()),
-            _by_spi(sim.ha_engine.dump_sas()), _by_place(sim.ha_engine.dump_policies()))  # fmt: skip
+    return (_by_spi(sim.mn_engine.dump_sas()), without_index(sim.mn_engine.dump_policies()),
+            _by_spi(sim.ha_engine.dump_sas()), without_index(sim.ha_engine.dump_policies()))  # fmt: skip
 
 
 def expected(sim: Simulation, coa: str | None) -> tuple[object, ...]:
     """What RFC 4877 wants both ends to hold with the mobile node at ``coa`` (None: home)."""
     mn = policies.mn_policy_set(sim.mn_config, coa)
     ha = policies.ha_policy_set(sim.ha_config, sim.ha_config.mobile_nodes[0], coa)
-    return (_by_spi(mn.sas), _by_place(mn.policies), _by_spi(ha.sas), _by_place(ha.policies))
+    return (_by_spi(mn.sas), without_index(mn.policies), _by_spi(ha.sas), without_index(ha.policies))
 
 
 @pytest.mark.parametrize("by_reqid", [True, False])

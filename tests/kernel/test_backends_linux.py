@@ -46,6 +46,7 @@ from tests.seed_scenario import (
     key,
     mn_migrates,
     mn_policies,
+    play_seed_move,
     tunnel_sa,
     without_index,
 )
@@ -80,22 +81,11 @@ def test_probes_find_both_interfaces_with_migrate() -> None:
     assert probe_xfrm().migrate
 
 
-def run_scenario(engine: KeyEngine) -> None:
-    engine.add_sa(tunnel_sa(0x1000, OLD, HA))
-    engine.add_sa(tunnel_sa(0x1001, HA, OLD))
-    for policy in mn_policies(OLD):
-        added = engine.add_policy(policy)
-        assert added.index != 0
-        assert without_index([added]) == [policy]
-    for request in mn_migrates():
-        engine.migrate(request)
-
-
 def test_the_same_scenario_leaves_the_same_state_through_either_backend(engines: dict[str, KeyEngine]) -> None:
     seen: dict[str, tuple[object, ...]] = {}
     for name, engine in engines.items():
         engine.flush()
-        run_scenario(engine)
+        play_seed_move(engine)
         # Read back through both backends: they agree with each other and with the plan.
         sa_views = [sas(reader) for reader in engines.values()]
         policy_views = [sorted(reader.dump_policies(), key=key) for reader in engines.values()]
