@@ -27,7 +27,7 @@ from pfmigrate.mobility import policies, routeopt
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send, Step
 from pfmigrate.mobility.config import HAConfig, MNConfig
 from pfmigrate.mobility.ipsec import carry_out, reconcile, targets_by_reqid
-from pfmigrate.mobility.mhsocket import MHSocket
+from pfmigrate.mobility.mhsocket import MobilityHeaderPort
 from pfmigrate.mobility.routeopt import RoSet, RouteOptimization
 
 log = logging.getLogger("pfmigrate.mobility")
@@ -63,7 +63,7 @@ def care_of_address(config: MNConfig, read: Callable[[str], list[IPv6Address]] =
 class _Shell:
     """What both agents' shells share: the engine, the MH socket, the log."""
 
-    def __init__(self, engine: KeyEngine, mh: MHSocket, clock: Callable[[], float]) -> None:
+    def __init__(self, engine: KeyEngine, mh: MobilityHeaderPort, clock: Callable[[], float]) -> None:
         self.engine = engine
         self.mh = mh
         self.clock = clock
@@ -79,6 +79,15 @@ class _Shell:
         except Exception:
             log.exception("agent error", extra={"event": "agent-error"})
             return []
+
+    def send(self, step: Send) -> None:
+        """Send one Mobility Header; a refusal (no route while the link changes, say) is
+        logged, and the agent's retransmission timer tries again."""
+        try:
+            self.mh.send(step.data, step.dst, src=step.src)
+        except OSError as exc:
+            log.warning("send-failed", extra={"event": "send-failed", "dst": str(step.dst), "errno": exc.errno,
+                                              "reason": exc.strerror or str(exc)})  # fmt: skip
 
     def note(self, step: Note) -> None:
         since = None if self.moved_at is None else round((self.clock() - self.moved_at) * 1000, 3)
@@ -98,7 +107,9 @@ class _Shell:
 
 
 class MobileNodeDaemon(_Shell):
-    def __init__(self, config: MNConfig, engine: KeyEngine, mh: MHSocket, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, config: MNConfig, engine: KeyEngine, mh: MobilityHeaderPort, clock: Callable[[], float] = time.monotonic
+    ):
         super().__init__(engine, mh, clock)
         self.config = config
         self.agent = MobileNodeAgent(config, by_reqid=targets_by_reqid(engine))
@@ -133,7 +144,7 @@ class MobileNodeDaemon(_Shell):
             if isinstance(step, Note):
                 self.note(step)
             elif isinstance(step, Send):
-                self.mh.send(step.data, step.dst, src=step.src)
+                self.send(step)
             else:
                 error, reason = carry_out(self.engine, step)
                 if not error:  # the Home Address option follows the care-of address (MIGRATE cannot move it)
@@ -145,7 +156,9 @@ class MobileNodeDaemon(_Shell):
 
 
 class HomeAgentDaemon(_Shell):
-    def __init__(self, config: HAConfig, engine: KeyEngine, mh: MHSocket, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, config: HAConfig, engine: KeyEngine, mh: MobilityHeaderPort, clock: Callable[[], float] = time.monotonic
+    ):
         super().__init__(engine, mh, clock)
         self.config = config
         self.agent = HomeAgentAgent(config, by_reqid=targets_by_reqid(engine))
@@ -177,7 +190,7 @@ class HomeAgentDaemon(_Shell):
             if isinstance(step, Note):
                 self.note(step)
             elif isinstance(step, Send):
-                self.mh.send(step.data, step.dst, src=step.src)
+                self.send(step)
             else:
                 pending.extendleft(reversed(self._configure(step)))
 

@@ -42,6 +42,7 @@ import socket
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv6Address
+from typing import Protocol
 
 IPPROTO_MH = 135
 SOL_RAW = 255  # Linux's level for IPV6_CHECKSUM on raw sockets
@@ -120,6 +121,15 @@ def type2_routing_header(address: IPv6Address) -> bytes:
     return bytes([0, 2, ROUTING_TYPE_2, 1]) + bytes(4) + address.packed
 
 
+class MobilityHeaderPort(Protocol):
+    """What the agents' daemons need of a Mobility Header socket (``MHSocket`` on Linux;
+    a test may stand in for it)."""
+
+    def send(self, message: bytes, dst: IPv6Address, *, src: IPv6Address | None = None) -> int: ...
+
+    def receive(self, timeout: float | None = None) -> Received | None: ...
+
+
 class MHSocket:
     """A raw ``IPPROTO_MH`` socket in the calling thread's network namespace that
     reports packet info, destination options and routing headers with each message."""
@@ -167,11 +177,12 @@ class MHSocket:
         return self.sock.sendmsg([message], ancillary, 0, (str(dst), 0, 0, 0))
 
     def receive(self, timeout: float | None = None, *, size: int = 2048) -> Received | None:
-        """The next Mobility Header, or ``None`` after ``timeout`` seconds."""
-        self.sock.settimeout(timeout)
+        """The next Mobility Header, or ``None`` after ``timeout`` seconds (0: only
+        what is already queued)."""
+        self.sock.settimeout(timeout)  # a timeout of 0 makes the socket non-blocking
         try:
             data, ancillary, _, address = self.sock.recvmsg(size, ANCILLARY_SPACE)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             return None
         destination: IPv6Address | None = None
         ifindex = 0

@@ -1,0 +1,83 @@
+"""The agents' daemon shells on the in-process engine, with a stand-in for the Mobility
+Header socket: what arrives is carried out and answered, and a socket that refuses to
+send is logged while the daemon goes on."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections import deque
+from ipaddress import IPv6Address
+
+import pytest
+
+from pfmigrate import mip6
+from pfmigrate.backends.inprocess import open_inprocess
+from pfmigrate.mobility import policies
+from pfmigrate.mobility.daemon import HomeAgentDaemon
+from pfmigrate.mobility.mhsocket import Received
+from pfmigrate.mobility.seedconfig import seed_configs
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, OLD_COA
+from tests.seed_scenario import without_index
+
+HOA, HA, COA = IPv6Address(HOME_ADDRESS), IPv6Address(HOME_AGENT), IPv6Address(OLD_COA)
+
+
+class Port:
+    """Mobility Headers handed in by the test; what the daemon sends is kept, or refused
+    with ``refuse`` while that is set."""
+
+    def __init__(self) -> None:
+        self.incoming: deque[Received] = deque()
+        self.sent: list[tuple[bytes, IPv6Address, IPv6Address | None]] = []
+        self.refuse: int | None = None
+
+    def send(self, message: bytes, dst: IPv6Address, *, src: IPv6Address | None = None) -> int:
+        if self.refuse is not None:
+            raise OSError(self.refuse, "Network is unreachable")
+        self.sent.append((message, dst, src))
+        return len(message)
+
+    def receive(self, timeout: float | None = None) -> Received | None:
+        return self.incoming.popleft() if self.incoming else None
+
+
+def binding_update(sequence: int) -> Received:
+    """A home registration from the seed's MN at its old care-of address, as Linux
+    delivers it after the Home Address option: from the home address."""
+    bu = mip6.BindingUpdate(sequence, mip6.BUFlags.A | mip6.BUFlags.H, lifetime=150)
+    return Received(mip6.encode(bu, HOA, HA), HOA, HA, home_address_option=COA)
+
+
+def acknowledgements(port: Port) -> list[mip6.BindingAck]:
+    return [m for m in (mip6.decode(data, HA, dst) for data, dst, _ in port.sent) if isinstance(m, mip6.BindingAck)]
+
+
+def test_a_binding_update_moves_the_tunnels_and_is_acknowledged() -> None:
+    _, config = seed_configs()
+    port = Port()
+    with open_inprocess() as engine:
+        daemon = HomeAgentDaemon(config, engine, port, clock=lambda: 100.0)
+        port.incoming.append(binding_update(1))
+        daemon.turn(timeout=0.0)
+        expected = policies.ha_policy_set(config, config.mobile_nodes[0], str(COA))
+        assert without_index(engine.dump_policies()) == without_index(expected.policies)
+    assert [(ack.status, ack.sequence) for ack in acknowledgements(port)] == [(mip6.BAStatus.ACCEPTED, 1)]
+    assert port.sent[0][1:] == (HOA, HA)
+
+
+def test_a_refused_send_is_logged_and_the_daemon_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    _, config = seed_configs()
+    port = Port()
+    with open_inprocess() as engine:
+        daemon = HomeAgentDaemon(config, engine, port, clock=lambda: 100.0)
+        port.refuse = errno.ENETUNREACH
+        port.incoming.append(binding_update(1))
+        with caplog.at_level(logging.WARNING, logger="pfmigrate.mobility"):
+            daemon.turn(timeout=0.0)
+        failed = [r for r in caplog.records if r.getMessage() == "send-failed"]
+        assert [(r.__dict__["errno"], r.__dict__["dst"]) for r in failed] == [(errno.ENETUNREACH, HOME_ADDRESS)]
+        port.refuse = None  # the link is back; the mobile node retransmits its BU
+        port.incoming.append(binding_update(2))
+        daemon.turn(timeout=0.0)
+    assert [(ack.status, ack.sequence) for ack in acknowledgements(port)] == [(mip6.BAStatus.ACCEPTED, 2)]
