@@ -12,6 +12,10 @@ in flight: GETs (answered from memory) and ADD/DELETE pairs (journaled; keyd com
 each batch of requests with one fsync). The anchor is Linux's XFRM_MSG_MIGRATE round
 trip on this kernel, in a fresh network namespace.
 
+Also measured, with no target: the memory a DUMP of many SAs makes keyd hold (Python's
+allocations at their peak, ``tracemalloc``) while a client reads it, keyd's streamed
+dump beside the same dump made whole (as keyd made it before it streamed them).
+
 Targets: keyd's MIGRATE round trip at most 5x Linux's; at least 20,000 messages a second.
 """
 
@@ -25,16 +29,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testbed/ and bench/, when run as a script
 
 from testbed.netns import in_new_netns
 
-from bench.engine import add_sa, migrate, spd_add
+from bench.engine import add_sa, fill, migrate, spd_add
 from bench.engine import measure_linux as linux_round_trip
 from pfmigrate.backends.keyd import connect
+from pfmigrate.keyd.service import AccessRules, Peer, Service
 from pfmigrate.pfkey import SA, AddressDst, AddressSrc, Direction, Message, MsgType, SAType
+from pfmigrate.sadb import Engine
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
 
 TARGET_RATIO, TARGET_RATE = 5.0, 20_000
@@ -132,10 +139,38 @@ def rate(path: Path, kind: str, clients: int, seconds: float) -> float:
     return total / seconds
 
 
+def dump_memory(count: int) -> tuple[int, int]:
+    """(bytes at the peak of a streamed dump read to its end, the same for the whole
+    dump) of ``count`` SAs, beyond the engine's own tables."""
+    engine = Engine()
+    fill(engine, engine.connect(), count)
+    service = Service(engine, None, AccessRules(os.getuid()))
+    reader = service.open(Peer(os.getpid(), 0, 0))
+    request = Message(MsgType.DUMP, SAType.ESP, 1, os.getpid()).encode()
+    tracemalloc.start()
+    service.request(reader, request, time.time())
+    service.commit()
+    read = 0
+    while reader.outbox:
+        reader.outbox.popleft()
+        service.room(reader)
+        read += 1
+    streamed = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    whole = engine.handle(reader.client or 0, request, time.time())
+    made = len(whole.deliveries)
+    whole_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    if read != count or made != count:
+        raise RuntimeError(f"the dumps gave {read} and {made} messages, not {count}")
+    return streamed, whole_peak
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     parser.add_argument("--clients", type=int, default=2, help="client processes for the sustained rate")
+    parser.add_argument("--dump-sas", type=int, default=100_000, help="SAs in the dumped SAD")
     args = parser.parse_args()
     linux = in_new_netns(lambda: linux_round_trip(args.seconds))
     with tempfile.TemporaryDirectory(dir="/var/tmp") as directory:
@@ -155,6 +190,7 @@ def main() -> int:
         finally:
             keyd.terminate()
             keyd.wait(10)
+    streamed, whole = dump_memory(args.dump_sas)
     print("keyd (journal on disk, fsync before answers) beside Linux, this machine")
     print(f"{'Linux XFRM_MSG_MIGRATE round trip (anchor)':48} {linux * 1e6:>9.2f} µs")
     print(f"{'keyd PF_KEY X_MIGRATE round trip':48} {migrate_rt * 1e6:>9.2f} µs  ({migrate_rt / linux:.1f}x Linux)")
@@ -162,6 +198,8 @@ def main() -> int:
     print(f"{shm:48} {in_memory * 1e6:>9.2f} µs  ({in_memory / linux:.1f}x Linux)")
     print(f"{f'keyd GETs, {args.clients} clients x {WINDOW} in flight':48} {reads:>9,.0f} messages/s")
     print(f"{f'keyd ADD+DELETE, {args.clients} clients x {WINDOW} in flight':48} {writes:>9,.0f} messages/s")
+    print(f"{f'keyd DUMP of {args.dump_sas:,} SAs, made whole (anchor)':48} {whole / 2**20:>9.1f} MiB at the peak")
+    print(f"{'  the same, streamed as the client reads':48} {streamed / 2**20:>9.1f} MiB at the peak")
     ratio = migrate_rt / linux
     checks = [
         (f"round trip / Linux <= {TARGET_RATIO}", f"{ratio:.1f}", ratio <= TARGET_RATIO),

@@ -17,7 +17,7 @@ QUICK = {
     "codec": (["--seconds", "0.05"], "decode"),
     "xfrm": (["--rounds", "200", "--seconds", "0.2"], "pfmigrate XFRM backend"),
     "engine": (["--sizes", "1000", "--seconds", "0.2"], "engine, 1,000 SAs installed"),
-    "keyd": (["--seconds", "0.3", "--clients", "1"], "keyd"),
+    "keyd": (["--seconds", "0.3", "--clients", "1", "--dump-sas", "2000"], "keyd"),
     "handover": (["--rounds", "4", "--no-linux"], "in-process engine: CoA change -> MIGRATEs acknowledged"),
 }
 

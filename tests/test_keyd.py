@@ -32,7 +32,7 @@ from pfmigrate.pfkey import KeyAuth, KeyEncrypt, Message, MsgType, SAType, decod
 from pfmigrate.sadb import Engine
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT
 from tests.keyd_harness import HA, NEW, OLD, OUT_SELECTOR, keyd_thread, out_policy, tunnel_sa
-from tests.sadb_box import esp_sa
+from tests.sadb_box import esp_sa, sa_key
 
 MOVE = MigrateRequest(OUT_SELECTOR, Dir.OUT, (MigrateBundle(OLD, HA, NEW, HA),), KMAddress(NEW, HA))
 
@@ -188,6 +188,40 @@ def test_a_reader_reads_without_keys_and_may_not_write() -> None:
     assert refused.errno == errno.EPERM
     [nothing] = _answers(service, Peer(4, 1003, 1003), Message(MsgType.DUMP, SAType.UNSPEC, 1, 2))
     assert nothing.errno == errno.EPERM
+
+
+def test_a_large_dump_is_made_as_the_client_reads_it() -> None:
+    """Never more than an outbox of it is made ahead of the reader; the others are
+    answered meanwhile; the dump read is the engine's whole dump, in order."""
+    count, limit = 2000, 16
+    engine = Engine()
+    filler = engine.connect()
+    for spi in range(0x1000, 0x1000 + count):
+        engine.handle(filler, esp_sa(spi).encode(), 1_800_000_000.0)
+    service = Service(engine, None, RULES, outbox_limit=limit)
+    admin, other = service.open(Peer(1, 0, 0)), service.open(Peer(2, 0, 0))
+    dump = Message(MsgType.DUMP, SAType.ESP, 5, 77).encode()
+    expected = [d.data for d in engine.handle(admin.client or 0, dump, 1_800_000_000.0).deliveries]
+    service.request(admin, dump, 1_800_000_000.0)
+    service.commit()
+    read: list[bytes] = []
+    while admin.outbox:
+        assert sum(data[2] != errno.EBUSY for data in admin.outbox) <= limit  # (an answer is always queued)
+        read.append(admin.outbox.popleft())
+        service.room(admin)
+        if len(read) == 10:
+            service.request(admin, dump, 1_800_000_000.0)  # the first is not all read yet
+            service.request(other, sa_key(0x1000).encode(), 1_800_000_000.0)
+            service.commit()
+            [answer] = [decode(data) for data in other.outbox]
+            assert (answer.type, answer.errno) == (MsgType.GET, 0)
+    busy = [data for data in read if data[2] == errno.EBUSY]
+    assert len(busy) == 1
+    assert [data for data in read if data[2] != errno.EBUSY] == expected
+    assert [decode(data).seq for data in expected[-2:]] == [count - 1, 0]
+    service.request(admin, dump, 1_800_000_000.0)  # all read: the next one may begin
+    service.commit()
+    assert admin.outbox[0] == expected[0]
 
 
 def test_without_keys_cuts_only_the_key_extensions() -> None:

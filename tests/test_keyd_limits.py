@@ -97,10 +97,10 @@ def test_a_bug_in_a_handler_costs_one_answer_not_keyd(tmp_path: Path) -> None:
         engine = server.service.engine
         handle = engine.handle
 
-        def broken(client: int, data: bytes, now: float) -> Outcome:
+        def broken(client: int, data: bytes, now: float, *, stream: bool = False) -> Outcome:
             if data[1] == MsgType.GET:
                 raise RuntimeError("a bug")
-            return handle(client, data, now)
+            return handle(client, data, now, stream=stream)
 
         engine.handle = broken  # type: ignore[method-assign]
         with connect(tmp_path / "keyd.sock") as sock:

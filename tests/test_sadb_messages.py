@@ -32,7 +32,7 @@ from pfmigrate.pfkey import (
     decode,
 )
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, OLD_COA
-from tests.sadb_box import NOW, Box, addresses, esp_sa, mh_policy, sa_key
+from tests.sadb_box import NOW, PID, Box, addresses, esp_sa, mh_policy, sa_key
 
 HEADER_ONLY = (MsgType.X_SPDACQUIRE, MsgType.X_SPDEXPIRE, MsgType.X_PCHANGE, MsgType.X_NAT_T_NEW_MAPPING)
 
@@ -172,6 +172,34 @@ def test_dump_numbers_its_answers_down_to_zero_newest_first(box: Box) -> None:
     only_one = Filter(bytes.fromhex("3ffe0501ffff05000001000200030004"), bytes(16), 10, 128, 0)
     filtered = box.to(box.send(Message(MsgType.DUMP, SAType.ESP, extensions=(only_one,))), box.a)
     assert len(filtered) == 3  # all three go from the old CoA
+
+
+@pytest.mark.parametrize("kind", [MsgType.DUMP, MsgType.X_SPDDUMP])
+def test_a_streamed_dump_is_the_dump_made_as_it_is_read_from_a_snapshot(box: Box, kind: MsgType) -> None:
+    for spi in (0x1000, 0x1001, 0x1002):
+        box.ok(esp_sa(spi))
+    box.ok(mh_policy())
+    box.ok(mh_policy(inbound=True))
+    box.send(Message(MsgType.X_PROMISC, SAType.of(1)), box.b)  # b gets a copy of each
+    request = Message(kind, SAType.ESP if kind == MsgType.DUMP else SAType.UNSPEC, 99, PID).encode()
+    whole = box.engine.handle(box.a, request, NOW)
+    streamed = box.engine.handle(box.a, request, NOW, stream=True)
+    assert whole.more is None
+    assert streamed.more is not None
+    assert streamed.deliveries == whole.deliveries[:1]  # b's copy of the request: at once
+    first = next(streamed.more)
+    box.ok(esp_sa(0x1003))  # changes while the dump is read do not reach it
+    box.ok(sa_key(0x1000, kind=MsgType.DELETE))
+    box.send(Message(MsgType.X_SPDFLUSH, SAType.UNSPEC))
+    rest = [delivery for batch in streamed.more for delivery in batch]
+    assert (*streamed.deliveries, *first, *rest) == whole.deliveries
+    assert [d.client for d in first] == [box.b, box.a]
+
+
+def test_an_empty_streamed_dump_is_refused_at_once(box: Box) -> None:
+    outcome = box.engine.handle(box.a, Message(MsgType.DUMP, SAType.ESP, 1, PID).encode(), NOW, stream=True)
+    assert outcome.more is None
+    assert [decode(d.data).errno for d in outcome.deliveries] == [errno.ENOENT]
 
 
 def test_a_promiscuous_client_sees_every_request_and_answer(box: Box) -> None:

@@ -12,10 +12,13 @@ Requests change the engine at once, but their answers wait in ``pending`` until
 ``commit`` has made the batch durable; only then do they go to the sessions' outboxes.
 An outbox is bounded for broadcasts: when it is full a broadcast is dropped and, as soon
 as there is room, the session gets the lost-messages notice instead (``LOST_NOTICE``).
-The answers to a session's own requests are always queued (it asked for them: a DUMP
-of many SAs is many messages); the server stops reading from a session whose outbox is
-full, and, as Linux does, a DUMP or X_SPDDUMP while the session's previous dump has not
-all been read is refused with EBUSY.
+The answers to a session's own requests are always queued; the server stops reading
+from a session whose outbox is full. A DUMP or X_SPDDUMP is made as it is read, as
+Linux makes one: the engine streams it from a snapshot of the table, and the outbox is
+topped up from that stream as the client takes messages out, so a dump of a million
+SAs never sits in memory whole and does not hold up the other clients. As in Linux, a
+dump asked for while the session's previous one has not all been read is refused with
+EBUSY.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pfmigrate.keyd.journal import Journal
 from pfmigrate.keyd.metrics import Metrics
 from pfmigrate.pfkey.constants import MsgType
 from pfmigrate.sadb import Delivery, Engine
+from pfmigrate.sadb.core import Batches
 
 READ_TYPES = frozenset({MsgType.GET, MsgType.DUMP, MsgType.X_SPDGET, MsgType.X_SPDDUMP, MsgType.REGISTER})
 DUMP_TYPES = frozenset({MsgType.DUMP, MsgType.X_SPDDUMP})
@@ -84,6 +88,7 @@ class Session:
     sent: int = 0  # messages ever taken out of it (written to the socket)
     dumping: bool = False  # a DUMP or X_SPDDUMP of its own is not all read yet
     dump_end: int | None = None  # ``queued`` after the dump's last message, once queued
+    dump: Batches | None = None  # the rest of that dump, not made yet
 
 
 def error_reply(data: bytes, code: int) -> bytes:
@@ -175,7 +180,9 @@ class Service:
                 self.refuse(session, data, errno.EBUSY)
                 return "a dump of this client's is still being read"
             session.dumping = True
-        outcome = self.engine.handle(session.client, data, now)
+        outcome = self.engine.handle(session.client, data, now, stream=True)
+        if outcome.more is not None:
+            session.dump = outcome.more
         if outcome.send_errno:  # AF_KEY would fail send(); a packet socket answers in band
             self.metrics.count_error(outcome.send_errno)
             self._hold(session, error_reply(data, outcome.send_errno))
@@ -208,8 +215,7 @@ class Service:
             self._enqueue(session, data, answer=session.id in self.answers)
         for session in self.answers.values():
             if session.dumping and session.dump_end is None:
-                session.dump_end = session.queued
-                self._dump_read(session)
+                self._top_up(session)
         self.pending = []
         self.answers = {}
         self.metrics.sas, self.metrics.policies = len(self.engine.sad), len(self.engine.spd)
@@ -233,8 +239,28 @@ class Service:
         """The session's outbox has lost its head: if messages were dropped, the notice
         now fits at the tail, right after the messages that went before the loss."""
         session.sent += 1
+        if session.dump is not None:
+            self._top_up(session)
         self._dump_read(session)
         self._notice(session)
+
+    def _top_up(self, session: Session) -> None:
+        """More of the session's dump, until its outbox is full or the dump is all made
+        (its copies for promiscuous sessions go out as broadcasts)."""
+        dump = session.dump
+        while dump is not None and len(session.outbox) < self.outbox_limit:
+            batch = next(dump, None)
+            if batch is None:
+                session.dump = dump = None
+                break
+            for delivery in batch:
+                reader = self.by_client.get(delivery.client)
+                if reader is not None:
+                    data = delivery.data if reader.privilege == Privilege.ADMIN else without_keys(delivery.data)
+                    self._enqueue(reader, data, answer=reader is session)
+        if dump is None and session.dump_end is None:
+            session.dump_end = session.queued
+            self._dump_read(session)
 
     def _dump_read(self, session: Session) -> None:
         if session.dump_end is not None and session.sent >= session.dump_end:

@@ -7,7 +7,7 @@ client) through ``Engine.broadcast``, which follows Linux's ``pfkey_broadcast``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,14 +26,21 @@ class Delivery:
     data: bytes
 
 
+#: A dump's messages, produced as they are asked for: one batch per entry dumped (the
+#: entry's message for the dumper, and a copy for each promiscuous client).
+Batches = Iterator[list[Delivery]]
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one request caused: ``send()``'s errno and the messages delivered. When the
-    request was refused, ``reason`` says why (PF_KEY itself carries only the errno)."""
+    request was refused, ``reason`` says why (PF_KEY itself carries only the errno).
+    ``more``: the rest of a dump, when it was asked for as a stream."""
 
     send_errno: int
     deliveries: tuple[Delivery, ...]
     reason: str = ""
+    more: Batches | None = None
 
 
 @dataclass(slots=True)
@@ -55,6 +62,7 @@ class Request:
     pid: int
     exts: dict[int, bytes]
     now: float
+    more: Batches | None = None  # a dump handler's messages, made as they are read
 
     @property
     def header(self) -> bytes:

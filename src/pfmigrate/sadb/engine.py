@@ -18,6 +18,7 @@ import heapq
 import ipaddress
 import random
 from collections.abc import Callable
+from typing import TypeVar
 
 from pfmigrate.pfkey.constants import AF_INET, AF_INET6
 from pfmigrate.pfkey.generation import with_generation
@@ -29,6 +30,7 @@ from pfmigrate.sadb.core import (
     ONE,
     PROMISC_ONLY,
     REGISTERED,
+    Batches,
     Client,
     Delivery,
     Outcome,
@@ -39,6 +41,7 @@ from pfmigrate.sadb.records import ACQ, PolicyRecord, SARecord
 from pfmigrate.sadb.tables import Change, Database, Table
 from pfmigrate.sadb.wire import Refused, check_base, split
 
+T = TypeVar("T")
 _SERIAL_BITS = 40
 _SERIAL_MASK = (1 << _SERIAL_BITS) - 1
 
@@ -137,14 +140,21 @@ class Engine:
 
     # --- the entry point --------------------------------------------------------------------------
 
-    def handle(self, client: int, data: bytes, now: float) -> Outcome:
-        """One request from ``client`` at time ``now`` (seconds since the epoch)."""
+    def handle(self, client: int, data: bytes, now: float, *, stream: bool = False) -> Outcome:
+        """One request from ``client`` at time ``now`` (seconds since the epoch).
+
+        A DUMP or X_SPDDUMP answers with one message per entry. With ``stream`` they
+        come as ``Outcome.more``, made from a snapshot of the table as the caller
+        asks for them (as Linux makes a dump while the socket is read), so a dump of a
+        million SAs is never held in memory at once; otherwise they are all in
+        ``deliveries``."""
         try:
             _, mtype, _, satype, _, _, seq, pid = check_base(data)
         except Refused as refused:
             return Outcome(refused.errno, (), str(refused))
         out: list[Delivery] = []
         reason = ""
+        more: Batches | None = None
         self.broadcast(out, data, PROMISC_ONLY)  # the raw request, before anything is checked
         try:
             request = Request(client, data, mtype, satype, seq, pid, split(data), now)
@@ -152,11 +162,29 @@ class Engine:
             if handler is None:
                 raise Refused(errno.EOPNOTSUPP, f"no handler for type {mtype}")
             handler(self, request, out)
+            more = request.more
         except Refused as refused:
             self.broadcast(out, header_only(data[:16], errno_=refused.errno), ONE, client)
             reason = str(refused)
         self._settle()
-        return Outcome(0, tuple(out), reason)
+        if more is not None and not stream:
+            for batch in more:
+                out += batch
+            more = None
+        return Outcome(0, tuple(out), reason, more)
+
+    def dump(self, req: Request, entries: list[T], message: Callable[[T, int], bytes]) -> None:
+        """Answer ``req`` with one message per entry, ``message(entry, seq)``, numbered
+        as ``pfkey_dump`` numbers them (the last one 0), made only when read."""
+
+        def batches() -> Batches:
+            last = len(entries) - 1
+            for i, entry in enumerate(entries):
+                out: list[Delivery] = []
+                self.broadcast(out, message(entry, 0 if i == last else i + 1), ONE, req.client)
+                yield out
+
+        req.more = batches()
 
     # --- SA helpers ---------------------------------------------------------------------------------
 

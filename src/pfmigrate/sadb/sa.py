@@ -369,9 +369,7 @@ def handle_dump(engine: Engine, req: Request, out: list[Delivery]) -> None:
     ]
     if not entries:
         raise Refused(errno.ENOENT, "nothing to dump")
-    for i, sa in enumerate(entries):
-        seq = 0 if i == len(entries) - 1 else i + 1
-        engine.broadcast(out, sa_message(sa, MsgType.DUMP, seq, req.pid), ONE, req.client)
+    engine.dump(req, entries, lambda sa, seq: sa_message(sa, MsgType.DUMP, seq, req.pid))
 
 
 def handle_promisc(engine: Engine, req: Request, out: list[Delivery]) -> None:

@@ -231,10 +231,12 @@ def handle_spddump(engine: Engine, req: Request, out: list[Delivery]) -> None:
     entries = sorted(engine.spd.values(), key=lambda p: p.serial, reverse=True)
     if not entries:
         raise Refused(errno.ENOENT, "no policies")
-    for i, policy in enumerate(entries):
-        seq = 0 if i == len(entries) - 1 else i + 1
+
+    def message(policy: PolicyRecord, seq: int) -> bytes:
         refcount = 1 + policy.timer_pending(req.now)
-        engine.broadcast(out, _message(engine, policy, MsgType.X_SPDDUMP, seq, req.pid, refcount), ONE, req.client)
+        return _message(engine, policy, MsgType.X_SPDDUMP, seq, req.pid, refcount)
+
+    engine.dump(req, entries, message)
 
 
 def handle_spdflush(engine: Engine, req: Request, out: list[Delivery]) -> None:
