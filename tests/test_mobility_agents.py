@@ -18,7 +18,7 @@ from pfmigrate.cli import main
 from pfmigrate.engine import KeyEngineError
 from pfmigrate.mobility import policies
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send
-from pfmigrate.mobility.daemon import addresses, care_of_address
+from pfmigrate.mobility.daemon import HOME, addresses, location
 from pfmigrate.mobility.seedconfig import seed_configs
 from pfmigrate.mobility.simulation import Simulation
 from pfmigrate.model import SecurityAssociation
@@ -234,10 +234,11 @@ def test_the_care_of_address_is_the_interfaces_global_address_off_the_home_prefi
     mn_config, _ = seed_configs()
     away = [IPv6Address(OLD_COA)]
     at_home = [IPv6Address("3ffe:501:ffff:100::77")]
-    assert care_of_address(mn_config, lambda _: away) == IPv6Address(OLD_COA)
-    assert care_of_address(mn_config, lambda _: at_home) is None  # on the home link
-    assert care_of_address(mn_config, lambda _: []) is None
-    assert care_of_address(mn_config, lambda _: [HOA, *away]) == IPv6Address(OLD_COA)  # the HoA is not a CoA
+    assert location(mn_config, lambda _: away) == IPv6Address(OLD_COA)
+    assert location(mn_config, lambda _: at_home) == HOME  # on the home link
+    assert location(mn_config, lambda _: [HOA]) == HOME
+    assert location(mn_config, lambda _: []) is None  # between links: no move at all
+    assert location(mn_config, lambda _: [HOA, *away]) == IPv6Address(OLD_COA)  # the HoA is not a CoA
 
 
 def test_interface_addresses_are_read_as_linux_lists_them(tmp_path: Path) -> None:

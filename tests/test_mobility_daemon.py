@@ -1,6 +1,7 @@
 """The agents' daemon shells on the in-process engine, with a stand-in for the Mobility
-Header socket: what arrives is carried out and answered, and a socket that refuses to
-send is logged while the daemon goes on."""
+Header socket and for the interface's addresses: what arrives is carried out and
+answered, a socket that refuses to send is logged while the daemon goes on, and a mobile
+node between two links (no global address) is not taken for one that came home."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import pytest
 from pfmigrate import mip6
 from pfmigrate.backends.inprocess import open_inprocess
 from pfmigrate.mobility import policies
-from pfmigrate.mobility.daemon import HomeAgentDaemon
+from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon
 from pfmigrate.mobility.mhsocket import Received
 from pfmigrate.mobility.seedconfig import seed_configs
-from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, OLD_COA
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
 from tests.seed_scenario import without_index
 
 HOA, HA, COA = IPv6Address(HOME_ADDRESS), IPv6Address(HOME_AGENT), IPv6Address(OLD_COA)
@@ -81,3 +82,32 @@ def test_a_refused_send_is_logged_and_the_daemon_goes_on(caplog: pytest.LogCaptu
         port.incoming.append(binding_update(2))
         daemon.turn(timeout=0.0)
     assert [(ack.status, ack.sequence) for ack in acknowledgements(port)] == [(mip6.BAStatus.ACCEPTED, 2)]
+
+
+def binding_updates(port: Port) -> list[tuple[int, int]]:
+    """(sequence, lifetime) of each BU the mobile node sent."""
+    updates = (mip6.decode(data, src or HOA, dst) for data, dst, src in port.sent)
+    return [(m.sequence, m.lifetime) for m in updates if isinstance(m, mip6.BindingUpdate)]
+
+
+def test_a_mobile_node_between_links_stays_bound_and_moves_on_at_the_next_address() -> None:
+    mn_config, _ = seed_configs()
+    port = Port()
+    on_link: list[IPv6Address] = []
+    with open_inprocess() as engine:
+        daemon = MobileNodeDaemon(mn_config, engine, port, clock=lambda: 100.0, read=lambda _: on_link)
+        daemon.turn(timeout=0.0)
+        assert port.sent == []  # no address yet: nowhere to move to
+        on_link[:] = [COA]
+        daemon.turn(timeout=0.0)
+        at_old = without_index(engine.dump_policies())
+        assert at_old == without_index(policies.mn_policy_set(mn_config, str(COA)).policies)
+        on_link[:] = []  # the old link is gone, the new one not yet up
+        daemon.turn(timeout=0.0)
+        assert without_index(engine.dump_policies()) == at_old
+        on_link[:] = [IPv6Address(NEW_COA)]
+        daemon.turn(timeout=0.0)
+        assert without_index(engine.dump_policies()) == without_index(
+            policies.mn_policy_set(mn_config, NEW_COA).policies
+        )
+    assert [lifetime > 0 for _, lifetime in binding_updates(port)] == [True, True]  # no deregistration between

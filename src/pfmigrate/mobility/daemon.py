@@ -6,7 +6,8 @@ linux-xfrm backend the route-optimisation states that put the Home Address optio
 the mobile node's Binding Updates and the type 2 routing header on the home agent's
 Acknowledgements (``routeopt``; MIGRATE cannot move those, so they are replaced after
 each move, as UMIP does). The mobile node watches its interface for a new global
-address: that is its care-of address; an address on the home prefix means home.
+address: that is its care-of address; an address on the home prefix means home; no
+global address at all means it is between links, and nothing changes until one comes.
 
 Logs are JSON lines: each note of the agent with the milliseconds since the movement
 that started it (``since_move_ms``), so a handover reads step by step with its time.
@@ -20,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
+from typing import Final, Literal
 
 from pfmigrate.backends import registry
 from pfmigrate.engine import KeyEngine
@@ -50,14 +52,23 @@ def addresses(interface: str, table: Path = Path("/proc/net/if_inet6")) -> list[
     return found
 
 
-def care_of_address(config: MNConfig, read: Callable[[str], list[IPv6Address]] = addresses) -> IPv6Address | None:
-    """The care-of address: the interface's global address outside the home prefix
-    (``None`` at home, or with no address at all)."""
+HOME: Final = "home"
+Location = IPv6Address | Literal["home"] | None
+
+
+def location(config: MNConfig, read: Callable[[str], list[IPv6Address]] = addresses) -> Location:
+    """Where the mobile node is: its care-of address (the interface's global address
+    off the home prefix), ``HOME`` with an address on the home prefix (or only the home
+    address itself), or ``None`` with no global address at all: detached, between two
+    links, which is no move at all."""
     home = IPv6Network(f"{config.home_address}/{config.home_prefix_length}", strict=False)
-    usable = [a for a in read(config.interface) if a != config.home_address]
+    found = read(config.interface)
+    usable = [a for a in found if a != config.home_address]
     if any(a in home for a in usable):
-        return None
-    return usable[0] if usable else None
+        return HOME
+    if usable:
+        return usable[0]
+    return HOME if found else None
 
 
 class _Shell:
@@ -108,12 +119,19 @@ class _Shell:
 
 class MobileNodeDaemon(_Shell):
     def __init__(
-        self, config: MNConfig, engine: KeyEngine, mh: MobilityHeaderPort, clock: Callable[[], float] = time.monotonic
+        self,
+        config: MNConfig,
+        engine: KeyEngine,
+        mh: MobilityHeaderPort,
+        clock: Callable[[], float] = time.monotonic,
+        read: Callable[[str], list[IPv6Address]] = addresses,
     ):
         super().__init__(engine, mh, clock)
         self.config = config
+        self.read = read
         self.agent = MobileNodeAgent(config, by_reqid=targets_by_reqid(engine))
-        self.where: IPv6Address | None = None
+        self.where: IPv6Address | Literal["home"] = HOME  # where the agent believes it is
+        self.detached = False
         self.binding: RoSet | None = None
         reconcile(engine, policies.mn_policy_set(config, None))  # at home: the transport set
         if self.ro is not None:
@@ -123,10 +141,14 @@ class MobileNodeDaemon(_Shell):
     def turn(self, timeout: float = POLL) -> None:
         now = self.clock()
         steps: list[Step] = []
-        coa = care_of_address(self.config)
-        if coa != self.where:
-            self.where, self.moved_at = coa, now
-            steps += self.agent.moved(coa, now) if coa is not None else self.agent.returned_home(now)
+        where = location(self.config, self.read)
+        if (where is None) != self.detached:
+            self.detached = where is None
+            event = "detached" if self.detached else "attached"
+            log.info(event, extra={"event": event, "interface": self.config.interface})
+        if where is not None and where != self.where:
+            self.where, self.moved_at = where, now
+            steps += self.agent.returned_home(now) if where == HOME else self.agent.moved(IPv6Address(where), now)
         due = self.agent.timer()
         if due is not None and due <= now:
             steps += self.agent.tick(now)
