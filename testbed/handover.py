@@ -230,10 +230,11 @@ class Topology:
         found: Node = getattr(self, role)
         return found
 
-    def move(self, to: Node | None = None) -> IPv6Address:
+    def move(self, to: Node | None = None, *, detached: float = 0.0) -> IPv6Address:
         """Hand the MN's link to the other access router (or ``to``) and configure the
         MN there: the old care-of address goes, the new one (``nodad``) and the default
-        route via the new router come. Returns the new care-of address."""
+        route via the new router come, ``detached`` seconds later (the MN has no global
+        address meanwhile, as between two radio links). Returns the new care-of address."""
         target = to or (self.ar2 if self.attached == self.ar1 else self.ar1)
         if target not in (self.ar1, self.ar2):
             raise ValueError(f"the MN attaches to AR1 or AR2, not {target.name}")
@@ -246,11 +247,15 @@ class Topology:
             new_coa, new_net, gateway = COA2, VISITED2, AR2_ADDRESS
         self.attached.ip(f"link set {AR_IF} netns {target.name}")
         target.ip(f"addr add {gateway}/{new_net.prefixlen} dev {AR_IF} nodad", f"link set {AR_IF} up")
-        self.mn.ip(
-            f"addr del {old_coa}/{old_net.prefixlen} dev {MN_IF}",
-            f"addr add {new_coa}/{new_net.prefixlen} dev {MN_IF} nodad",
-            f"route replace default via {gateway} dev {MN_IF}",
-        )
+        leave = f"addr del {old_coa}/{old_net.prefixlen} dev {MN_IF}"
+        arrive = (f"addr add {new_coa}/{new_net.prefixlen} dev {MN_IF} nodad",
+                  f"route replace default via {gateway} dev {MN_IF}")  # fmt: skip
+        if detached:
+            self.mn.ip(leave)
+            time.sleep(detached)
+            self.mn.ip(*arrive)
+        else:
+            self.mn.ip(leave, *arrive)
         self.attached = target
         self.moves += 1
         return new_coa

@@ -9,7 +9,9 @@ from CoA1 sets up the tunnel; the MN's home-address traffic reaches the CN throu
 after the move to AR2 the MN MIGRATEs, replaces its route-optimisation state and sends
 a Binding Update from CoA2, the HA MIGRATEs and acknowledges; both ends' tables (read
 with ``ip xfrm``) hold CoA2 with unchanged SPIs and nothing of CoA1; the echo answers
-again through the new path; and the gap is measured and printed.
+again through the new path; and the gap is measured and printed. A second test moves
+with half a second between the links, when the MN has no global address: that is no
+return home, and the binding and tunnels stay until the new address comes.
 """
 
 from __future__ import annotations
@@ -136,3 +138,22 @@ def test_a_real_handover_keeps_the_tunnel_and_its_spis(net: tuple[Topology, Agen
     if path := os.environ.get("PFMIGRATE_AGENT_HANDOVER_REPORT"):
         Path(path).write_text(json.dumps(result, indent=1))
     assert outage.gap < 5.0
+
+
+def test_a_mobile_node_between_links_keeps_its_binding(net: tuple[Topology, Agent, Agent]) -> None:
+    """Half a second with no global address is no return home: no deregistration, the
+    tunnels stay, and the move completes at the next address."""
+    topo, mn, ha = net
+    mn.wait_for("registered", coa=str(COA1))
+    assert topo.move(detached=0.5) == COA2
+    mn.wait_for("detached")
+    mn.wait_for("registered", coa=str(COA2))
+    ha.wait_for("bound", coa=str(COA2))
+    events = mn.events()
+    assert not [e for e in events if e.get("event") == "home"], "the MN took no address for home"
+    assert not [e for e in events if e.get("event") == "bu-sent" and e.get("lifetime") == 0]
+    assert [e.get("coa") for e in events if e.get("event") == "moved"] == [str(COA1), str(COA2)]
+    for node in (topo.mn, topo.ha):
+        tables = xfrm(node)
+        assert str(COA2) in tables, tables
+        assert str(COA1) not in tables, tables
