@@ -11,7 +11,8 @@ a Binding Update from CoA2, the HA MIGRATEs and acknowledges; both ends' tables 
 with ``ip xfrm``) hold CoA2 with unchanged SPIs and nothing of CoA1; the echo answers
 again through the new path; and the gap is measured and printed. A second test moves
 with half a second between the links, when the MN has no global address: that is no
-return home, and the binding and tunnels stay until the new address comes.
+return home, and the binding and tunnels stay until the new address comes. A third
+deletes the MN's Home Address option state behind its back: the move puts it back.
 """
 
 from __future__ import annotations
@@ -157,3 +158,20 @@ def test_a_mobile_node_between_links_keeps_its_binding(net: tuple[Topology, Agen
         tables = xfrm(node)
         assert str(COA2) in tables, tables
         assert str(COA1) not in tables, tables
+
+
+def test_a_route_optimisation_state_deleted_behind_the_mn_is_put_back_at_the_move(
+    net: tuple[Topology, Agent, Agent],
+) -> None:
+    """Linux refuses to update a Home Address option state that is gone; the MN logs
+    the repair, installs the state afresh and registers from the new address."""
+    topo, mn, _ = net
+    mn.wait_for("registered", coa=str(COA1))
+    topo.mn.run("ip", "xfrm", "state", "deleteall", "proto", "hao")
+    assert "proto hao" not in topo.mn.run("ip", "xfrm", "state").stdout
+    assert topo.move() == COA2
+    mn.wait_for("ro-repair")
+    mn.wait_for("registered", coa=str(COA2))
+    states = topo.mn.run("ip", "xfrm", "state").stdout
+    assert "proto hao" in states, states
+    assert str(COA2) in states, states

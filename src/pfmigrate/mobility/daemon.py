@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from pfmigrate.backends import registry
-from pfmigrate.engine import KeyEngine
+from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility import policies, routeopt
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send, Step
 from pfmigrate.mobility.config import HAConfig, MNConfig
@@ -105,15 +105,30 @@ class _Shell:
         log.info(step.event, extra={"event": step.event, "since_move_ms": since, **step.fields})
 
     def replace_ro(self, old: RoSet | None, new: RoSet | None) -> RoSet | None:
+        """Put the route-optimisation states and policies of binding ``new`` in place of
+        ``old``'s. Where Linux refuses (someone flushed the states, say), the old set
+        is removed and the new one installed afresh; a refusal of that too is logged, and
+        the next move tries again: the daemon goes on either way."""
         if self.ro is None:
             return None
-        if old is not None and new is not None:
-            self.ro.update(RoSet(tuple(s for s in new.states if not s.wildcard), new.policies))
-        elif old is not None:
-            self.ro.remove(old, missing_ok=True)
-        elif new is not None:
-            self.ro.remove(new, missing_ok=True)  # left by an earlier run
-            self.ro.install(new)
+        try:
+            if old is not None and new is not None:
+                self.ro.update(RoSet(tuple(s for s in new.states if not s.wildcard), new.policies))
+            elif old is not None:
+                self.ro.remove(old, missing_ok=True)
+            elif new is not None:
+                self.ro.remove(new, missing_ok=True)  # left by an earlier run
+                self.ro.install(new)
+        except KeyEngineError as exc:
+            log.warning("ro-repair", extra={"event": "ro-repair", "errno": exc.errno, "reason": str(exc)})
+            try:
+                for gone in (old, new):
+                    if gone is not None:
+                        self.ro.remove(gone, missing_ok=True)
+                if new is not None:
+                    self.ro.install(new)
+            except KeyEngineError as again:
+                log.error("ro-failed", extra={"event": "ro-failed", "errno": again.errno, "reason": str(again)})
         return new
 
 
