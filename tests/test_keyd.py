@@ -9,6 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from pfmigrate.model import (
     Selector,
 )
 from pfmigrate.pfkey import KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
-from pfmigrate.sadb import Engine
+from pfmigrate.sadb import Delivery, Engine, Outcome
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT
 from tests.keyd_harness import HA, NEW, OLD, OUT_SELECTOR, keyd_thread, out_policy, tunnel_sa
 from tests.sadb_box import esp_sa, sa_key
@@ -194,11 +195,7 @@ def test_a_large_dump_is_made_as_the_client_reads_it() -> None:
     """Never more than an outbox of it is made ahead of the reader; the others are
     answered meanwhile; the dump read is the engine's whole dump, in order."""
     count, limit = 2000, 16
-    engine = Engine()
-    filler = engine.connect()
-    for spi in range(0x1000, 0x1000 + count):
-        engine.handle(filler, esp_sa(spi).encode(), 1_800_000_000.0)
-    service = Service(engine, None, RULES, outbox_limit=limit)
+    engine, service = _service_with_sas(count, limit)
     admin, other = service.open(Peer(1, 0, 0)), service.open(Peer(2, 0, 0))
     dump = Message(MsgType.DUMP, SAType.ESP, 5, 77).encode()
     expected = [d.data for d in engine.handle(admin.client or 0, dump, 1_800_000_000.0).deliveries]
@@ -222,6 +219,74 @@ def test_a_large_dump_is_made_as_the_client_reads_it() -> None:
     service.request(admin, dump, 1_800_000_000.0)  # all read: the next one may begin
     service.commit()
     assert admin.outbox[0] == expected[0]
+
+
+def _service_with_sas(count: int, limit: int = 16) -> tuple[Engine, Service]:
+    engine = Engine()
+    filler = engine.connect()
+    for spi in range(0x1000, 0x1000 + count):
+        engine.handle(filler, esp_sa(spi).encode(), 1_800_000_000.0)
+    return engine, Service(engine, None, RULES, outbox_limit=limit)
+
+
+def test_a_dump_comes_in_the_place_of_its_answer() -> None:
+    _, service = _service_with_sas(3)
+    admin = service.open(Peer(1, 0, 0))
+    service.request(admin, Message(MsgType.DUMP, SAType.ESP, 1, 77).encode(), 1_800_000_000.0)
+    service.request(admin, sa_key(0x1000).encode(), 1_800_000_000.0)
+    service.commit()
+    assert [(decode(data).type, decode(data).seq) for data in admin.outbox] == [
+        (MsgType.DUMP, 1), (MsgType.DUMP, 2), (MsgType.DUMP, 0), (MsgType.GET, 0),
+    ]  # fmt: skip
+
+
+def test_the_dump_of_a_client_gone_is_made_no_further() -> None:
+    _, service = _service_with_sas(1000)
+    watcher, admin = service.open(Peer(1, 0, 0)), service.open(Peer(2, 0, 0))
+    service.request(watcher, Message(MsgType.X_PROMISC, SAType.of(1)).encode(), 1_800_000_000.0)
+    service.commit()
+    watcher.outbox.clear()
+    service.request(admin, Message(MsgType.DUMP, SAType.ESP, 1, 77).encode(), 1_800_000_000.0)
+    service.close(admin)
+    service.commit()
+    copies = [data for data in watcher.outbox if data[1] == MsgType.DUMP and data[2] == 0]
+    assert 0 < len(copies) <= 16  # what was made before it left; not the thousand
+    assert admin.dump is None
+
+
+def test_a_failure_while_making_a_dump_ends_it_with_einval_and_keyd_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    engine, service = _service_with_sas(100)
+    admin = service.open(Peer(1, 0, 0))
+    handle = engine.handle
+
+    def failing_later(client: int, data: bytes, now: float, *, stream: bool = False) -> Outcome:
+        outcome = handle(client, data, now, stream=stream)
+        if outcome.more is None:
+            return outcome
+        made = outcome.more
+
+        def batches() -> Iterator[list[Delivery]]:
+            for i, batch in enumerate(made):
+                if i == 20:
+                    raise RuntimeError("a bug")
+                yield batch
+
+        return replace(outcome, more=batches())
+
+    engine.handle = failing_later  # type: ignore[method-assign]
+    dump = Message(MsgType.DUMP, SAType.ESP, 1, 77).encode()
+    service.request(admin, dump, 1_800_000_000.0)
+    service.commit()
+    read: list[bytes] = []
+    while admin.outbox:
+        read.append(admin.outbox.popleft())
+        service.room(admin)
+    assert [data[2] for data in read] == [0] * 20 + [errno.EINVAL]
+    assert "internal error" in caplog.text
+    service.request(admin, sa_key(0x1000).encode(), 1_800_000_000.0)  # keyd goes on; no dump is open
+    service.request(admin, Message(MsgType.X_SPDDUMP, SAType.UNSPEC, 2, 77).encode(), 1_800_000_000.0)
+    service.commit()
+    assert [(data[1], data[2]) for data in admin.outbox] == [(MsgType.GET, 0), (MsgType.X_SPDDUMP, errno.ENOENT)]
 
 
 def test_without_keys_cuts_only_the_key_extensions() -> None:

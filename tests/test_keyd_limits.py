@@ -71,11 +71,11 @@ def test_a_client_that_writes_without_reading_is_held_back_and_loses_nothing(tmp
         greedy.close()
 
 
-SAS = 1000  # their dump is more than a socket buffer holds: it cannot all be written at once
+SAS = 1000  # their dump is more than an outbox of 64 holds: it cannot all be queued at once
 
 
-def test_a_dump_while_the_last_is_unread_is_busy_as_in_linux(tmp_path: Path) -> None:
-    with keyd_thread(tmp_path):
+def test_a_dump_while_the_last_is_not_all_queued_is_busy_as_in_linux(tmp_path: Path) -> None:
+    with keyd_thread(tmp_path, outbox=64):
         engine = open_keyd(tmp_path / "keyd.sock")
         for spi in range(0x1000, 0x1000 + SAS):
             engine.add_sa(tunnel_sa(spi, OLD, HA))
@@ -88,6 +88,20 @@ def test_a_dump_while_the_last_is_unread_is_busy_as_in_linux(tmp_path: Path) -> 
         assert [int.from_bytes(a[8:12], "little") for a in busy] == [2]
         reader.send(request(MsgType.DUMP, 3))  # all read: the next one is served
         assert [a[2] for a in read_all(reader)] == [0] * SAS
+        reader.close()
+        engine.close()
+
+
+def test_a_dump_all_queued_at_once_is_over_and_the_next_is_served(tmp_path: Path) -> None:
+    with keyd_thread(tmp_path, outbox=64):
+        engine = open_keyd(tmp_path / "keyd.sock")
+        for spi in range(0x1000, 0x1000 + 3):
+            engine.add_sa(tunnel_sa(spi, OLD, HA))
+        reader = connect(tmp_path / "keyd.sock")
+        reader.send(request(MsgType.DUMP, 1))
+        reader.send(request(MsgType.DUMP, 2))  # pfkey_do_dump ended the first one in sendmsg()
+        answers = read_all(reader)
+        assert [(int.from_bytes(a[8:12], "little"), a[2]) for a in answers] == [(1, 0), (2, 0), (0, 0)] * 2
         reader.close()
         engine.close()
 

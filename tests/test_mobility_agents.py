@@ -248,5 +248,6 @@ def test_interface_addresses_are_read_as_linux_lists_them(tmp_path: Path) -> Non
         "fe800000000000000000000000000001 02 40 20 80     mn0\n"  # link-local
         "3ffe05010fff04000001000200030004 02 40 00 40     mn0\n"  # tentative
         "3ffe05010fff01000001000200030004 01 80 00 10      lo\n"  # another interface
+        "3ffe05010fff01000001000200030005 02 80 00 10     mn0\n"  # flagged home: set up for use away
     )
     assert addresses("mn0", table) == [IPv6Address("3ffe:501:fff:500:1:2:3:4")]

@@ -14,18 +14,21 @@ An outbox is bounded for broadcasts: when it is full a broadcast is dropped and,
 as there is room, the session gets the lost-messages notice instead (``LOST_NOTICE``).
 The answers to a session's own requests are always queued; the server stops reading
 from a session whose outbox is full. A DUMP or X_SPDDUMP is made as it is read, as
-Linux makes one: the engine streams it from a snapshot of the table, and the outbox is
-topped up from that stream as the client takes messages out, so a dump of a million
-SAs never sits in memory whole and does not hold up the other clients. As in Linux, a
-dump asked for while the session's previous one has not all been read is refused with
-EBUSY.
+Linux's ``pfkey_do_dump`` makes one: the engine streams it from a snapshot of the
+table; the session's outbox is filled from it to two thirds (the last third is for
+broadcasts, as ``pfkey_can_dump`` keeps it) in the place of the answer, and topped up
+as the client takes messages out. So a dump of a million SAs never sits in memory
+whole and does not hold up the other clients. As in Linux, a dump asked for while the
+session's previous one is not all queued yet is refused with EBUSY.
 """
 
 from __future__ import annotations
 
 import collections
 import errno
+import logging
 import struct
+from collections.abc import Container
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -40,6 +43,7 @@ READ_TYPES = frozenset({MsgType.GET, MsgType.DUMP, MsgType.X_SPDGET, MsgType.X_S
 DUMP_TYPES = frozenset({MsgType.DUMP, MsgType.X_SPDDUMP})
 KEY_EXTENSIONS = (8, 9)  # KEY_AUTH, KEY_ENCRYPT
 DEFAULT_OUTBOX = 4096  # messages
+log = logging.getLogger("pfmigrate.keyd")
 _EXT = struct.Struct("=HH")
 
 
@@ -84,11 +88,8 @@ class Session:
     client: int | None  # the engine's client, None for a session that may do nothing
     outbox: collections.deque[bytes] = field(default_factory=collections.deque)
     lost: bool = False  # messages were dropped; the notice has not gone yet
-    queued: int = 0  # messages ever put in the outbox
-    sent: int = 0  # messages ever taken out of it (written to the socket)
-    dumping: bool = False  # a DUMP or X_SPDDUMP of its own is not all read yet
-    dump_end: int | None = None  # ``queued`` after the dump's last message, once queued
-    dump: Batches | None = None  # the rest of that dump, not made yet
+    dump: Batches | None = None  # the rest of its DUMP or X_SPDDUMP, not made yet
+    dump_request: bytes = b""  # (for an error answer, should making the dump fail)
 
 
 def error_reply(data: bytes, code: int) -> bytes:
@@ -158,6 +159,8 @@ class Service:
     def close(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
         self.touched.pop(session.id, None)
+        self.answers.pop(session.id, None)
+        session.dump = None  # nobody will read the rest
         if session.client is not None:
             self.engine.disconnect(session.client)
             self.by_client.pop(session.client, None)
@@ -175,20 +178,19 @@ class Service:
             self.metrics.refused += 1
             self._hold(session, error_reply(data, errno.EPERM))
             return f"not permitted: uid {session.peer.uid} may not send type {mtype}"
-        if mtype in DUMP_TYPES:
-            if session.dumping:  # pfkey_dump: one dump at a time per socket
-                self.refuse(session, data, errno.EBUSY)
-                return "a dump of this client's is still being read"
-            session.dumping = True
+        if mtype in DUMP_TYPES and session.dump is not None:  # pfkey_dump: one dump at a time per socket
+            self.refuse(session, data, errno.EBUSY)
+            return "a dump of this client's is not all queued yet"
         outcome = self.engine.handle(session.client, data, now, stream=True)
-        if outcome.more is not None:
-            session.dump = outcome.more
         if outcome.send_errno:  # AF_KEY would fail send(); a packet socket answers in band
             self.metrics.count_error(outcome.send_errno)
             self._hold(session, error_reply(data, outcome.send_errno))
             return outcome.reason
         self.pending += outcome.deliveries
         self.answers[session.id] = session
+        if outcome.more is not None:
+            session.dump, session.dump_request = outcome.more, data
+            self._make_dump(session, self.pending, len(session.outbox) + self._pending_for(session))
         if outcome.reason:
             self.metrics.count_error(outcome.deliveries[-1].data[2] if outcome.deliveries else errno.EINVAL)
         elif mtype == MsgType.X_MIGRATE:
@@ -208,14 +210,7 @@ class Service:
             if written:
                 self.metrics.journal_commits += 1
         for delivery in self.pending:
-            session = self.by_client.get(delivery.client)
-            if session is None:
-                continue
-            data = delivery.data if session.privilege == Privilege.ADMIN else without_keys(delivery.data)
-            self._enqueue(session, data, answer=session.id in self.answers)
-        for session in self.answers.values():
-            if session.dumping and session.dump_end is None:
-                self._top_up(session)
+            self._deliver(delivery, self.answers)
         self.pending = []
         self.answers = {}
         self.metrics.sas, self.metrics.policies = len(self.engine.sad), len(self.engine.spd)
@@ -236,40 +231,48 @@ class Service:
             self._enqueue(session, data)
 
     def room(self, session: Session) -> None:
-        """The session's outbox has lost its head: if messages were dropped, the notice
-        now fits at the tail, right after the messages that went before the loss."""
-        session.sent += 1
+        """The session's outbox has lost its head: more of its dump is made, and if
+        messages were dropped, the notice now fits at the tail, right after the messages
+        that went before the loss."""
         if session.dump is not None:
-            self._top_up(session)
-        self._dump_read(session)
+            made: list[Delivery] = []
+            self._make_dump(session, made, len(session.outbox))
+            for delivery in made:  # (no commit to wait for: a dump changes nothing)
+                self._deliver(delivery, (session.id,))
         self._notice(session)
 
-    def _top_up(self, session: Session) -> None:
-        """More of the session's dump, until its outbox is full or the dump is all made
-        (its copies for promiscuous sessions go out as broadcasts)."""
-        dump = session.dump
-        while dump is not None and len(session.outbox) < self.outbox_limit:
-            batch = next(dump, None)
-            if batch is None:
-                session.dump = dump = None
-                break
-            for delivery in batch:
-                reader = self.by_client.get(delivery.client)
-                if reader is not None:
-                    data = delivery.data if reader.privilege == Privilege.ADMIN else without_keys(delivery.data)
-                    self._enqueue(reader, data, answer=reader is session)
-        if dump is None and session.dump_end is None:
-            session.dump_end = session.queued
-            self._dump_read(session)
+    def _pending_for(self, session: Session) -> int:
+        return sum(1 for delivery in self.pending if delivery.client == session.client)
 
-    def _dump_read(self, session: Session) -> None:
-        if session.dump_end is not None and session.sent >= session.dump_end:
-            session.dumping, session.dump_end = False, None
+    def _make_dump(self, session: Session, out: list[Delivery], queued: int) -> None:
+        """Make more of the session's dump into ``out`` while fewer than two thirds of
+        its outbox are taken (``queued``), and end it once it is all made. A failure
+        to make a message ends the dump with EINVAL, as a failed request would."""
+        fill = max(1, self.outbox_limit * 2 // 3)
+        while session.dump is not None and queued < fill:
+            try:
+                batch = next(session.dump, None)
+            except Exception:  # a bug: keep it to this dump
+                log.exception("internal error", extra={"event": "internal-error", "session": session.id})
+                out.append(Delivery(session.client or 0, error_reply(session.dump_request, errno.EINVAL)))
+                batch = None
+            if batch is None:  # all made: the dump is over (pfkey_terminate_dump)
+                session.dump = None
+                break
+            out += batch
+            queued += sum(1 for delivery in batch if delivery.client == session.client)
+
+    def _deliver(self, delivery: Delivery, asking: Container[int]) -> None:
+        """Queue ``delivery`` for its session, without keys for a reader; for the
+        sessions ``asking`` (by id) it is an answer, never dropped."""
+        session = self.by_client.get(delivery.client)
+        if session is not None:
+            data = delivery.data if session.privilege == Privilege.ADMIN else without_keys(delivery.data)
+            self._enqueue(session, data, answer=session.id in asking)
 
     def _notice(self, session: Session) -> None:
         if session.lost and len(session.outbox) < self.outbox_limit:
             session.outbox.append(LOST_NOTICE)
-            session.queued += 1
             session.lost = False
 
     def _enqueue(self, session: Session, data: bytes, *, answer: bool = False) -> None:
@@ -282,5 +285,4 @@ class Service:
             self.metrics.lost += 1
             return
         box.append(data)
-        session.queued += 1
         self.touched[session.id] = session

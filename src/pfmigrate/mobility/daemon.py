@@ -34,7 +34,7 @@ from pfmigrate.mobility.routeopt import RoSet, RouteOptimization
 
 log = logging.getLogger("pfmigrate.mobility")
 
-TENTATIVE, DADFAILED = 0x40, 0x08  # IFA_F_* flags in /proc/net/if_inet6
+TENTATIVE, DADFAILED, HOMEADDRESS = 0x40, 0x08, 0x10  # IFA_F_* flags in /proc/net/if_inet6
 POLL = 0.02  # seconds between looks at the interface's addresses
 
 
@@ -43,11 +43,13 @@ def open_engine(name: str | None, keyd_socket: Path | None) -> KeyEngine:
 
 
 def addresses(interface: str, table: Path = Path("/proc/net/if_inet6")) -> list[IPv6Address]:
-    """The usable global IPv6 addresses of ``interface`` (not tentative, not failed)."""
+    """The usable global IPv6 addresses of ``interface``: not tentative, not failed, and
+    not flagged ``home`` (a home address set up for use away from home, which says
+    nothing about where the node is)."""
     found = []
     for line in table.read_text().splitlines():
         raw, _, _, scope, flags, name = line.split()
-        if name == interface and int(scope, 16) == 0 and not int(flags, 16) & (TENTATIVE | DADFAILED):
+        if name == interface and int(scope, 16) == 0 and not int(flags, 16) & (TENTATIVE | DADFAILED | HOMEADDRESS):
             found.append(IPv6Address(int(raw, 16)))
     return found
 
