@@ -18,6 +18,7 @@ from pfmigrate.cli import main
 from pfmigrate.engine import KeyEngineError
 from pfmigrate.mobility import policies
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send
+from pfmigrate.mobility.config import load_ha
 from pfmigrate.mobility.daemon import HOME, addresses, location
 from pfmigrate.mobility.seedconfig import seed_configs
 from pfmigrate.mobility.simulation import Simulation
@@ -251,3 +252,23 @@ def test_interface_addresses_are_read_as_linux_lists_them(tmp_path: Path) -> Non
         "3ffe05010fff01000001000200030005 02 80 00 10     mn0\n"  # flagged home: set up for use away
     )
     assert addresses("mn0", table) == [IPv6Address("3ffe:501:fff:500:1:2:3:4")]
+
+
+def test_the_home_agent_echoes_k_only_to_a_node_keyed_by_ike() -> None:
+    config = load_ha(Path(__file__).resolve().parent.parent / "examples" / "ha.toml")
+    assert config.allow_key_management_mobility
+    agent = HomeAgentAgent(config)
+
+    def k_echoed(hoa: str) -> bool:
+        update = mip6.BindingUpdate(1, mip6.BUFlags.A | mip6.BUFlags.H | mip6.BUFlags.K, 150)
+        home = IPv6Address(hoa)
+        steps = agent.received(mip6.encode(update, home, HA), home, HA, IPv6Address(OLD_COA), 1000.0)
+        while (configure := next((s for s in steps if isinstance(s, Configure)), None)) is not None:
+            steps = agent.configured(configure.hoa, 0, "", 1000.0)
+        [ack] = [mip6.decode(s.data, HA, home) for s in steps if isinstance(s, Send)]
+        assert isinstance(ack, mip6.BindingAck)
+        assert ack.status == mip6.BAStatus.ACCEPTED
+        return bool(ack.flags & mip6.BAFlags.K)
+
+    assert not k_echoed("3ffe:501:ffff:100:1:2:3:4")  # keyed by hand: no IKE SA to keep
+    assert k_echoed("3ffe:501:ffff:100::beef")  # keyed by IKE

@@ -221,6 +221,8 @@ class HomeAgentAgent:
         machine = HomeAgentConfig(
             (home_prefix,), config.max_lifetime, config.allow_key_management_mobility,
             mobile_routers=any(node.mobile_network_prefixes for node in config.mobile_nodes),
+            without_key_management=frozenset(node.home_address for node in config.mobile_nodes
+                                             if not config.grants_key_management_mobility(node)),
         )  # fmt: skip
         self.cache = BindingCache(machine)
         self.targets: dict[IPv6Address, IPv6Address | None] = {}  # per home address: where its move goes

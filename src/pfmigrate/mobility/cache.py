@@ -62,17 +62,24 @@ from pfmigrate.mobility.rfc6275 import LIFETIME_UNIT, BAStatus
 
 @dataclass(frozen=True, slots=True)
 class HomeAgentConfig:
-    """What this home agent serves. ``max_lifetime`` caps every granted lifetime (seconds)."""
+    """What this home agent serves. ``max_lifetime`` caps every granted lifetime (seconds);
+    K is echoed when ``key_management`` allows it, except to the home addresses in
+    ``without_key_management`` (nodes keyed by hand: no IKE SA to keep)."""
 
     home_prefixes: tuple[IPv6Network, ...]
     max_lifetime: int = 3600
     key_management: bool = True
     mobile_routers: bool = False
+    without_key_management: frozenset[IPv6Address] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.home_prefixes:
             raise BindingError("HomeAgentConfig.home_prefixes", "a home agent needs at least one home prefix")
         check_lifetime("HomeAgentConfig.max_lifetime", self.max_lifetime, low=LIFETIME_UNIT)
+
+    def key_management_for(self, hoa: IPv6Address, bu: BindingUpdate) -> bool:
+        """Whether K is agreed with this node for this Binding Update (§6.1.7)."""
+        return self.key_management and bu.key_management and hoa not in self.without_key_management
 
 
 class CacheState(enum.Enum):
@@ -267,7 +274,7 @@ def _refusal(cfg: HomeAgentConfig, hoa: IPv6Address, bu: BindingUpdate) -> BASta
 
 def _migrate(e: CacheEntry, cfg: HomeAgentConfig, coa: IPv6Address, bu: BindingUpdate, out: list[HaAction]) -> None:
     e.migrating_to = coa
-    out.append(MigrateIPsec(e.hoa, e.sa_coa, coa, cfg.key_management and bu.key_management))
+    out.append(MigrateIPsec(e.hoa, e.sa_coa, coa, cfg.key_management_for(e.hoa, bu)))
 
 
 def _accept(
@@ -275,7 +282,7 @@ def _accept(
 ) -> CacheState:
     granted = min(bu.lifetime, cfg.max_lifetime)
     e.coa, e.expiry, e.waiting = coa, now + granted, None
-    e.key_management = cfg.key_management and bu.key_management
+    e.key_management = cfg.key_management_for(e.hoa, bu)
     e.mobile_router = cfg.mobile_routers and bu.mobile_router
     ack = BindingAck(BAStatus.ACCEPTED, bu.sequence, granted, e.key_management, e.mobile_router)
     out.append(SendBindingAck(e.hoa, coa, ack))
@@ -296,7 +303,7 @@ def _deregister(
     e: CacheEntry, cfg: HomeAgentConfig, coa: IPv6Address, bu: BindingUpdate, out: list[HaAction]
 ) -> CacheState:
     """§10.3.2: delete, then acknowledge with status 0 and lifetime 0."""
-    k = cfg.key_management and bu.key_management
+    k = cfg.key_management_for(e.hoa, bu)
     out.append(SendBindingAck(e.hoa, coa, BindingAck(BAStatus.ACCEPTED, bu.sequence, 0, k, e.mobile_router)))
     return _drop(e, k, "deregistered", out)
 
