@@ -272,3 +272,21 @@ def test_the_home_agent_echoes_k_only_to_a_node_keyed_by_ike() -> None:
 
     assert not k_echoed("3ffe:501:ffff:100:1:2:3:4")  # keyed by hand: no IKE SA to keep
     assert k_echoed("3ffe:501:ffff:100::beef")  # keyed by IKE
+
+
+@pytest.mark.parametrize("side", ["mn", "ha"])
+def test_a_tunnel_sa_deleted_behind_the_agents_back_is_noticed_at_the_move_and_put_back(side: str) -> None:
+    """Moves named by old endpoints, as on Linux, are followed by a check of each SA."""
+    mn_config, ha_config = seed_configs()
+    sim = Simulation(mn_config, ha_config, by_reqid=False)
+    sim.move(OLD_COA)
+    engine = sim.mn_engine if side == "mn" else sim.ha_engine
+    tunnel = next(sa for sa in engine.dump_sas() if str(sa.dst) == OLD_COA)
+    engine.delete_sa(tunnel.dst, tunnel.spi, tunnel.proto)  # someone else's doing
+    sim.move(NEW_COA)
+    who = "MN" if side == "mn" else "HA"
+    notes = [e for e in sim.timeline.entries if e.event == "divergence" and e.who == who]
+    assert [n.fields["errno"] for n in notes] == [errno.ENODATA]
+    assert f"0x{tunnel.spi:08x}" in str(notes[0].fields["reason"])
+    assert tables(sim) == expected(sim, NEW_COA)
+    sim.close()
