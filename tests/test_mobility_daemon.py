@@ -11,10 +11,11 @@ from collections import deque
 from ipaddress import IPv6Address
 
 import pytest
+from testbed.netns import in_new_netns
 
 from pfmigrate import mip6
 from pfmigrate.backends.inprocess import open_inprocess
-from pfmigrate.mobility import policies
+from pfmigrate.mobility import daemon, policies
 from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon
 from pfmigrate.mobility.mhsocket import Received
 from pfmigrate.mobility.seedconfig import seed_configs
@@ -111,3 +112,40 @@ def test_a_mobile_node_between_links_stays_bound_and_moves_on_at_the_next_addres
             policies.mn_policy_set(mn_config, NEW_COA).policies
         )
     assert [lifetime > 0 for _, lifetime in binding_updates(port)] == [True, True]  # no deregistration between
+
+
+def test_without_xfrm_netlink_there_is_no_route_optimisation_and_it_is_said(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_xfrm(**_: object) -> None:
+        raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
+
+    monkeypatch.setattr(daemon, "open_xfrm", no_xfrm)
+    with open_inprocess() as engine, caplog.at_level(logging.WARNING, logger="pfmigrate.mobility"):
+        assert daemon.route_optimization(engine) is None
+    assert [r.__dict__["event"] for r in caplog.records] == ["no-route-optimisation"]
+
+
+@pytest.mark.usefixtures("netns")
+def test_route_optimisation_goes_to_the_kernel_whatever_keeps_the_ipsec() -> None:
+    """On this machine's kernel, in a namespace of its own: the in-process engine keeps
+    the IPsec, the kernel's XFRM gets the ro states; a kernel without ``mip6`` refuses
+    them, and the daemon goes on without (said in the log) instead of failing."""
+
+    def start() -> tuple[str, bool, list[str]]:
+        mn_config, _ = seed_configs()
+        with open_inprocess() as engine:
+            ro = daemon.route_optimization(engine)
+            assert ro is not None
+            kernel = ro.engine.name
+            node = MobileNodeDaemon(mn_config, engine, Port(), read=lambda _: [], ro=ro)
+            node.turn(timeout=0.0)
+            states = [str(s) for s in ro.states()]
+            ro.engine.close()
+            return kernel, node.ro is not None, states
+
+    kernel, kept, states = in_new_netns(start)
+    assert kernel == "linux-xfrm"
+    assert kept == bool(states)  # kept exactly where the kernel took the base states
+    if kept:
+        assert any("RH2" in state for state in states)

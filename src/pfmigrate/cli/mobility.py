@@ -4,6 +4,7 @@ mobile node and home agent (configuration: docs/mobility-config.md)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from pfmigrate.backends.registry import BackendUnavailable
 from pfmigrate.cli.errors import CommandError
 from pfmigrate.engine import KeyEngineError
 from pfmigrate.mobility.config import ConfigError, HAConfig, MNConfig, load_ha, load_mn
-from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon, log, open_engine
+from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon, log, open_engine, route_optimization
 from pfmigrate.mobility.mhsocket import MHSocket
 
 
@@ -31,10 +32,11 @@ def run(args: argparse.Namespace) -> int:
         config: MNConfig | HAConfig = load_mn(args.config) if args.role == "mn" else load_ha(args.config)
         engine = open_engine(config.backend.name, config.backend.keyd_socket)
         mh = MHSocket()
+        ro = route_optimization(engine)
         daemon: MobileNodeDaemon | HomeAgentDaemon = (
-            MobileNodeDaemon(config, engine, mh)
+            MobileNodeDaemon(config, engine, mh, ro=ro)
             if isinstance(config, MNConfig)
-            else HomeAgentDaemon(config, engine, mh)
+            else HomeAgentDaemon(config, engine, mh, ro=ro)
         )
     except (ConfigError, BackendUnavailable, KeyEngineError) as exc:
         raise CommandError(str(exc)) from exc
@@ -48,8 +50,13 @@ def run(args: argparse.Namespace) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop)
-    log.info("started", extra={"event": "started", "role": args.role, "backend": engine.name})
-    with mh, engine:
+    log.info("started", extra={"event": "started", "role": args.role, "backend": engine.name,
+                               "route_optimisation": ro is not None})  # fmt: skip
+    with contextlib.ExitStack() as resources:
+        resources.enter_context(mh)
+        resources.enter_context(engine)
+        if ro is not None and ro.engine is not engine:  # its own XFRM handle
+            resources.enter_context(ro.engine)
         while not stopping:
             daemon.turn()
     return 0

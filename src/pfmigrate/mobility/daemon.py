@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from pfmigrate.backends import registry
+from pfmigrate.backends.linux import open_xfrm
 from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility import policies, routeopt
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send, Step
@@ -40,6 +41,20 @@ POLL = 0.02  # seconds between looks at the interface's addresses
 
 def open_engine(name: str | None, keyd_socket: Path | None) -> KeyEngine:
     return registry.open_backend(name, keyd_socket=keyd_socket)
+
+
+def route_optimization(engine: KeyEngine) -> RouteOptimization | None:
+    """Where the route-optimisation states go: the kernel's XFRM, whichever engine keeps
+    the IPsec (they act on this host's Mobility Header packets); ``None``, said in the
+    log, where this kernel has no XFRM netlink."""
+    if engine.name == "linux-xfrm":
+        return RouteOptimization(engine)
+    try:
+        return RouteOptimization(open_xfrm())
+    except (OSError, KeyEngineError) as exc:
+        log.warning("no route optimisation: Binding Updates go without the Home Address option",
+                    extra={"event": "no-route-optimisation", "reason": str(exc)})  # fmt: skip
+        return None
 
 
 def addresses(interface: str, table: Path = Path("/proc/net/if_inet6")) -> list[IPv6Address]:
@@ -76,11 +91,13 @@ def location(config: MNConfig, read: Callable[[str], list[IPv6Address]] = addres
 class _Shell:
     """What both agents' shells share: the engine, the MH socket, the log."""
 
-    def __init__(self, engine: KeyEngine, mh: MobilityHeaderPort, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, engine: KeyEngine, mh: MobilityHeaderPort, clock: Callable[[], float], ro: RouteOptimization | None
+    ) -> None:
         self.engine = engine
         self.mh = mh
         self.clock = clock
-        self.ro = RouteOptimization(engine) if engine.name == "linux-xfrm" else None
+        self.ro = ro
         self.moved_at: float | None = None
 
     @staticmethod
@@ -105,6 +122,20 @@ class _Shell:
     def note(self, step: Note) -> None:
         since = None if self.moved_at is None else round((self.clock() - self.moved_at) * 1000, 3)
         log.info(step.event, extra={"event": step.event, "since_move_ms": since, **step.fields})
+
+    def install_ro_base(self, base: RoSet) -> None:
+        """The states every binding needs; a kernel that refuses them (no ``mip6``
+        module: EPROTONOSUPPORT) leaves the agent without route optimisation, said in
+        the log, rather than without a daemon."""
+        if self.ro is None:
+            return
+        try:
+            self.ro.remove(base, missing_ok=True)
+            self.ro.install(base)
+        except KeyEngineError as exc:
+            log.warning("no route optimisation: Binding Updates go without the Home Address option",
+                        extra={"event": "no-route-optimisation", "reason": str(exc)})  # fmt: skip
+            self.ro = None
 
     def replace_ro(self, old: RoSet | None, new: RoSet | None) -> RoSet | None:
         """Put the route-optimisation states and policies of binding ``new`` in place of
@@ -142,8 +173,10 @@ class MobileNodeDaemon(_Shell):
         mh: MobilityHeaderPort,
         clock: Callable[[], float] = time.monotonic,
         read: Callable[[str], list[IPv6Address]] = addresses,
+        *,
+        ro: RouteOptimization | None = None,
     ):
-        super().__init__(engine, mh, clock)
+        super().__init__(engine, mh, clock, ro)
         self.config = config
         self.read = read
         self.agent = MobileNodeAgent(config, by_reqid=targets_by_reqid(engine))
@@ -151,9 +184,7 @@ class MobileNodeDaemon(_Shell):
         self.detached = False
         self.binding: RoSet | None = None
         reconcile(engine, policies.mn_policy_set(config, None))  # at home: the transport set
-        if self.ro is not None:
-            self.ro.remove(routeopt.mobile_node_base(), missing_ok=True)
-            self.ro.install(routeopt.mobile_node_base())
+        self.install_ro_base(routeopt.mobile_node_base())
 
     def turn(self, timeout: float = POLL) -> None:
         now = self.clock()
@@ -196,17 +227,21 @@ class MobileNodeDaemon(_Shell):
 
 class HomeAgentDaemon(_Shell):
     def __init__(
-        self, config: HAConfig, engine: KeyEngine, mh: MobilityHeaderPort, clock: Callable[[], float] = time.monotonic
+        self,
+        config: HAConfig,
+        engine: KeyEngine,
+        mh: MobilityHeaderPort,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        ro: RouteOptimization | None = None,
     ):
-        super().__init__(engine, mh, clock)
+        super().__init__(engine, mh, clock, ro)
         self.config = config
         self.agent = HomeAgentAgent(config, by_reqid=targets_by_reqid(engine))
         self.bindings: dict[IPv6Address, RoSet] = {}
         for node in config.mobile_nodes:
             reconcile(engine, policies.ha_policy_set(config, node, None))
-        if self.ro is not None:
-            self.ro.remove(routeopt.home_agent_base(), missing_ok=True)
-            self.ro.install(routeopt.home_agent_base())
+        self.install_ro_base(routeopt.home_agent_base())
 
     def turn(self, timeout: float = 0.5) -> None:
         now = self.clock()
