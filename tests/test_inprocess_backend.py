@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from pfmigrate.backends.inprocess import Hub, open_inprocess, open_inprocess_async
-from pfmigrate.engine import KeyEngine, KeyEngineError
+from pfmigrate.engine import AsyncKeyEngine, KeyEngine, KeyEngineError
 from pfmigrate.model import (
     ESP,
     MH,
@@ -183,6 +183,51 @@ def test_asyncio_use(hub: Hub) -> None:
             engine.close()
 
     assert asyncio.run(scenario()) == [tunnel_sa(0x5000, NEW, HA)]
+
+
+async def next_of_kind(listener: AsyncKeyEngine, kind: type) -> Event:
+    for _ in range(20):  # datagrams that are no event (an SPDADD's answer...) give []
+        for event in await listener.next_events(1.0):
+            if isinstance(event, kind):
+                return event
+    raise AssertionError(f"no {kind.__name__}")
+
+
+def test_asyncio_listener_hears_the_migrate_and_an_expire(hub: Hub) -> None:
+    async def scenario() -> tuple[Event, Event, list[Event]]:
+        async with open_inprocess_async(hub) as engine, open_inprocess_async(hub) as listener:
+            listener.subscribe()
+            await engine.add_sa(tunnel_sa(0x5000, OLD, HA))
+            await engine.add_policy(mn_policies(OLD)[0])
+            await engine.migrate(mn_migrates()[0])
+            migrated = await next_of_kind(listener, MigrateEvent)
+            assert isinstance(hub.clock, Clock)
+            await engine.add_sa(
+                SecurityAssociation(OLD, HA, 0x4000, auth=AUTH, enc=ENC, lifetime=Lifetime(soft_add=10, hard_add=20))
+            )
+            hub.clock.now = START + 10
+            expired = await next_of_kind(listener, ExpireEvent)
+            return migrated, expired, listener.poll_events()
+
+    migrated, expired, rest = asyncio.run(scenario())
+    assert isinstance(migrated, MigrateEvent)
+    assert migrated.request.bundles[0].new_src == NEW
+    assert isinstance(expired, ExpireEvent)
+    assert (expired.sa.spi, expired.hard) == (0x4000, False)
+    assert rest == []
+
+
+def test_asyncio_listener_that_falls_behind_is_told_it_lost_events() -> None:
+    hub = Hub(Engine(), clock=Clock(), queue_limit=4)
+
+    async def scenario() -> list[Event]:
+        async with open_inprocess_async(hub) as engine, open_inprocess_async(hub) as listener:
+            listener.subscribe()
+            for spi in range(0x5000, 0x5010):
+                await engine.add_sa(tunnel_sa(spi, OLD, HA))
+            return await listener.next_events(1.0)
+
+    assert [type(event) for event in asyncio.run(scenario())] == [EventsLost]
 
 
 def test_a_listener_in_another_thread_wakes_on_a_broadcast(hub: Hub, engine: KeyEngine) -> None:

@@ -7,6 +7,8 @@ User-Mode Linux.
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from ipaddress import ip_address, ip_network
 import pytest
 from testbed.netns import in_new_netns
 
-from pfmigrate.backends.linux import open_xfrm, probe_pfkey, probe_xfrm
+from pfmigrate.backends.linux import open_xfrm, open_xfrm_async, probe_pfkey, probe_xfrm
 from pfmigrate.engine import Capabilities, KeyEngineError
 from pfmigrate.model import (
     ESP,
@@ -175,3 +177,44 @@ def test_a_listener_that_falls_behind_is_told_it_lost_events() -> None:
     assert first == [EventsLost("the kernel dropped messages for this socket (ENOBUFS)")]
     assert then
     assert isinstance(then[0], MigrateEvent)
+
+
+def test_asyncio_use_with_events() -> None:
+    """The asyncio engine: every operation, a refusal, the MIGRATE heard by an asyncio
+    listener, and lost events told as such."""
+
+    def scenario() -> tuple[list[Policy], int, list[Event], list[Event]]:
+        async def run() -> tuple[list[Policy], int, list[Event], list[Event]]:
+            async with open_xfrm_async() as engine, open_xfrm_async() as listener:
+                listener.subscribe()
+                await engine.add_policy(tunnel_policy(OLD))
+                await engine.migrate(seed_request())
+                heard: list[Event] = []
+                while not any(isinstance(event, MigrateEvent) for event in heard):
+                    got = await listener.next_events(2.0)
+                    assert got, "no MIGRATE event within 2 s"
+                    heard += got
+                policies = await engine.dump_policies()
+                refused = 0
+                try:
+                    await engine.get_policy(OUT, Dir.IN)
+                except KeyEngineError as exc:
+                    refused = exc.errno or 0
+                await engine.flush()
+                async with open_xfrm_async(event_buffer=4096) as slow:
+                    slow.subscribe()
+                    await engine.add_policy(tunnel_policy(OLD))
+                    back = MigrateRequest(OUT, Dir.OUT, (MigrateBundle(NEW, HA, OLD, HA),))
+                    for _ in range(100):
+                        await engine.migrate(seed_request())
+                        await engine.migrate(back)
+                    lost = await slow.next_events(1.0)
+                return policies, refused, [e for e in heard if isinstance(e, MigrateEvent)], lost
+
+        return asyncio.run(run())
+
+    policies, refused, heard, lost = in_new_netns(scenario)
+    assert [p.templates[0].src for p in policies] == [NEW]
+    assert refused == errno.ENOENT
+    assert [event.request.bundles[0].new_src for event in heard if isinstance(event, MigrateEvent)] == [NEW]
+    assert lost == [EventsLost("the kernel dropped messages for this socket (ENOBUFS)")]

@@ -165,6 +165,18 @@ class AsyncTransport(Protocol):
     def close(self) -> None: ...
 
 
+class AsyncEventTransport(Protocol):
+    async def recv(self) -> bytes:
+        """The next datagram; ``EventsLostError`` if the kernel dropped some."""
+        ...
+
+    def recv_ready(self) -> bytes | None:
+        """A datagram that is already there, without waiting; ``EventsLostError`` as ``recv``."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class EventsLostError(Exception):
     """Raised by an event transport when the kernel says it dropped messages (ENOBUFS)."""
 
@@ -304,13 +316,24 @@ class KeyEngine:
 
 
 class AsyncKeyEngine:
-    """The asyncio interface: the same operations, awaited."""
+    """The asyncio interface: the same operations and events, awaited."""
 
-    def __init__(self, ops: Operations, transport: AsyncTransport, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        ops: Operations,
+        transport: AsyncTransport,
+        *,
+        open_events: Callable[[], AsyncEventTransport] | None = None,
+        capabilities: Capabilities | None = None,
+        timeout: float = 5.0,
+    ) -> None:
         self.ops = ops
         self.transport = transport
+        self.capabilities = capabilities or Capabilities(ops.name, True)
         self.timeout = timeout
         self._lock = asyncio.Lock()  # one exchange at a time on the socket
+        self._open_events = open_events
+        self._events: AsyncEventTransport | None = None
 
     @property
     def name(self) -> str:
@@ -380,5 +403,48 @@ class AsyncKeyEngine:
     async def migrate(self, request: MigrateRequest) -> None:
         await self.run(self.ops.migrate(request))
 
+    def subscribe(self) -> None:
+        """Start listening for events now (``next_events`` does it on first use)."""
+        if self._events is None:
+            if self._open_events is None:
+                raise Unsupported("events", f"{self.name} has no event channel")
+            self._events = self._open_events()
+
+    async def next_events(self, timeout: float | None = None) -> list[Event]:
+        """The events of the next datagram, or ``[]`` after ``timeout`` seconds."""
+        self.subscribe()
+        assert self._events is not None
+        try:
+            async with asyncio.timeout(timeout):
+                raw = await self._events.recv()
+        except TimeoutError:
+            return []
+        except EventsLostError as exc:
+            return [EventsLost(str(exc))]
+        return self.ops.events(raw)
+
+    def poll_events(self) -> list[Event]:
+        """Every event already received, without waiting (``[]`` if none)."""
+        self.subscribe()
+        assert self._events is not None
+        out: list[Event] = []
+        while True:
+            try:
+                raw = self._events.recv_ready()
+            except EventsLostError as exc:
+                out.append(EventsLost(str(exc)))
+                continue
+            if raw is None:
+                return out
+            out += self.ops.events(raw)
+
     def close(self) -> None:
         self.transport.close()
+        if self._events is not None:
+            self._events.close()
+
+    async def __aenter__(self) -> AsyncKeyEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()

@@ -186,6 +186,9 @@ class AsyncHubTransport:
                 async with asyncio.timeout(self.hub.until_next_timer()):
                     await self._ready.wait()
 
+    def recv_ready(self) -> bytes | None:
+        return self.hub.receive(self.client, 0.0)
+
     def drain(self) -> None:
         self.hub.drain(self.client)
 
@@ -204,17 +207,34 @@ def _events(hub: Hub) -> HubTransport:
 def open_inprocess(hub: Hub | None = None, *, timeout: float = 5.0) -> KeyEngine:
     """A blocking key engine on ``hub`` (a new hub with its own engine if none)."""
     hub = hub or Hub()
-    capabilities = Capabilities("inprocess", True, notes=(f"pfmigrate engine, {hub.engine.semantics} semantics",))
     return KeyEngine(
         PfKeyOperations(os.getpid(), name="inprocess"),
         hub.connect(),
         open_events=lambda: _events(hub),
-        capabilities=capabilities,
+        capabilities=_capabilities(hub),
         timeout=timeout,
     )
+
+
+def _capabilities(hub: Hub) -> Capabilities:
+    return Capabilities("inprocess", True, notes=(f"pfmigrate engine, {hub.engine.semantics} semantics",))
+
+
+def _async_events(hub: Hub) -> AsyncHubTransport:
+    transport = AsyncHubTransport(hub)
+    for satype in (SAType.ESP, SAType.AH, SAType.X_IPCOMP):  # as ``_events``
+        hub.send(transport.client, Message(MsgType.REGISTER, satype, 1, os.getpid()).encode())
+    transport.drain()
+    return transport
 
 
 def open_inprocess_async(hub: Hub | None = None, *, timeout: float = 5.0) -> AsyncKeyEngine:
     """An asyncio key engine on ``hub`` (a new hub with its own engine if none)."""
     hub = hub or Hub()
-    return AsyncKeyEngine(PfKeyOperations(os.getpid(), name="inprocess"), AsyncHubTransport(hub), timeout=timeout)
+    return AsyncKeyEngine(
+        PfKeyOperations(os.getpid(), name="inprocess"),
+        AsyncHubTransport(hub),
+        open_events=lambda: _async_events(hub),
+        capabilities=_capabilities(hub),
+        timeout=timeout,
+    )

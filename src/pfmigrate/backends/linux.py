@@ -109,6 +109,28 @@ class AsyncSocketTransport:
         self.sock.close()
 
 
+class AsyncEventSocket:
+    """An event socket for asyncio: datagrams awaited, ENOBUFS told as ``EventsLostError``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+
+    async def recv(self) -> bytes:
+        try:
+            return await asyncio.get_running_loop().sock_recv(self.sock, RECV_SIZE)
+        except OSError as exc:
+            if exc.errno == _errno.ENOBUFS:
+                raise EventsLostError("the kernel dropped messages for this socket (ENOBUFS)") from exc
+            raise
+
+    def recv_ready(self) -> bytes | None:
+        return SocketTransport(self.sock).recv_ready()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 # --- sockets --------------------------------------------------------------------------------------
 
 
@@ -158,12 +180,24 @@ def open_xfrm(*, timeout: float = 5.0, event_buffer: int | None = None) -> KeyEn
     return KeyEngine(XfrmOperations(), transport, open_events=events, timeout=timeout)
 
 
-def open_pfkey_async(*, timeout: float = 5.0) -> AsyncKeyEngine:
-    return AsyncKeyEngine(PfKeyOperations(os.getpid()), AsyncSocketTransport(pfkey_socket()), timeout=timeout)
+def open_pfkey_async(*, timeout: float = 5.0, event_buffer: int | None = None) -> AsyncKeyEngine:
+    """``open_pfkey`` for asyncio."""
+    return AsyncKeyEngine(
+        PfKeyOperations(os.getpid()),
+        AsyncSocketTransport(pfkey_socket()),
+        open_events=lambda: AsyncEventSocket(_pfkey_events(event_buffer).sock),
+        timeout=timeout,
+    )
 
 
-def open_xfrm_async(*, timeout: float = 5.0) -> AsyncKeyEngine:
-    return AsyncKeyEngine(XfrmOperations(), AsyncSocketTransport(xfrm_socket()), timeout=timeout)
+def open_xfrm_async(*, timeout: float = 5.0, event_buffer: int | None = None) -> AsyncKeyEngine:
+    """``open_xfrm`` for asyncio."""
+    return AsyncKeyEngine(
+        XfrmOperations(),
+        AsyncSocketTransport(xfrm_socket()),
+        open_events=lambda: AsyncEventSocket(_sized(xfrm_socket(EVENT_GROUPS), event_buffer)),
+        timeout=timeout,
+    )
 
 
 # --- probes --------------------------------------------------------------------------------------
