@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import subprocess
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from pfmigrate.backends import linux
 from pfmigrate.cli import main
+from pfmigrate.engine import Capabilities
 from pfmigrate.seed import seed_migrate
 
 SEED_HEX = seed_migrate().encode().hex()
@@ -163,3 +166,19 @@ def test_a_keyd_socket_that_is_not_one_is_named(tmp_path: Path, capsys: pytest.C
         err = capsys.readouterr().err
         assert f"cannot reach keyd at {path}: {why}" in err
         assert "[Errno" not in err
+
+
+def test_a_missing_kernel_interface_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_af_key(**_: object) -> None:
+        raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+
+    monkeypatch.setattr(linux, "open_pfkey", no_af_key)
+    monkeypatch.setattr(
+        linux, "probe_pfkey", lambda: Capabilities("linux-pfkey", False, notes=("no AF_KEY sockets in this kernel",))
+    )
+    assert main(["setkey", "--backend", "linux-pfkey", "-D"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "pfmigrate: backend linux-pfkey is not available here: no AF_KEY sockets in this kernel"
+    )

@@ -62,4 +62,6 @@ def open_backend(name: str | None = None, *, keyd_socket: str | Path | None = No
     try:
         return openers[chosen]()
     except OSError as exc:
-        raise BackendUnavailable(f"backend {chosen} is not available here: {exc}") from exc
+        found = probe(chosen, keyd_socket)  # says what is missing, where it can tell
+        why = "; ".join(found.notes) if not found.available and found.notes else str(exc)
+        raise BackendUnavailable(f"backend {chosen} is not available here: {why}") from exc
