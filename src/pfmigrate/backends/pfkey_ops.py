@@ -368,20 +368,31 @@ class _Reply(Exchange[T]):
         self.message = request
         self.convert = convert
         self.reply: Message | None = None
+        self.failure: KeyEngineError | None = None  # our answer, unreadable
 
     def _decode(self, raw: bytes) -> Message | None:
         try:
             return decode(raw)
-        except DecodeError:
-            return None  # not ours to judge: another process's garbage never answers us
+        except DecodeError as exc:
+            if self._ours(raw):
+                self.failure = KeyEngineError(
+                    _errno.EBADMSG, self.operation, f"the answer from {self.source} does not decode: {exc}"
+                )
+            return None  # otherwise not ours to judge: another process's garbage never answers us
+
+    def _ours(self, raw: bytes) -> bool:
+        """Whether an unreadable message has our answer's header (pid and seq)."""
+        return len(raw) >= 16 and raw[8:16] == self.request[8:16]
 
     def feed(self, raw: bytes) -> bool:
         msg = self._decode(raw)
         if msg is not None and msg.pid == self.message.pid and msg.seq == self.message.seq:
             self.reply = msg
-        return self.reply is not None
+        return self.reply is not None or self.failure is not None
 
     def result(self) -> T:
+        if self.failure is not None:
+            raise self.failure
         assert self.reply is not None
         return self.convert(_checked(self.operation, self.reply, self.source))
 
@@ -395,8 +406,13 @@ class _Dump(_Reply[list[T]]):
         self.parts: list[Message] = []
         self.error = 0
 
+    def _ours(self, raw: bytes) -> bool:  # a dump's answers are numbered 1, 2, ..., 0
+        return len(raw) >= 16 and raw[1] == self.message.type and raw[12:16] == self.request[12:16]
+
     def feed(self, raw: bytes) -> bool:
         msg = self._decode(raw)
+        if self.failure is not None:
+            return True
         if msg is None or msg.pid != self.message.pid or msg.type != self.message.type:
             return False
         if msg.errno:
@@ -406,6 +422,8 @@ class _Dump(_Reply[list[T]]):
         return msg.seq == 0
 
     def result(self) -> list[T]:
+        if self.failure is not None:
+            raise self.failure
         if self.error and not (self.error == _errno.ENOENT and not self.parts):
             raise KeyEngineError(self.error, self.operation, f"answered by {self.source}")
         return [self.each(part) for part in self.parts]
@@ -421,6 +439,8 @@ class _Migrate(_Reply[None]):
 
     def feed(self, raw: bytes) -> bool:
         msg = self._decode(raw)
+        if self.failure is not None:
+            return True
         if msg is None or msg.type != MsgType.X_MIGRATE:
             return False
         if msg.pid == self.message.pid and msg.seq == self.message.seq:

@@ -461,6 +461,7 @@ class _Netlink(Exchange[T]):
         self.convert = convert
         self.reply: XfrmMessage | None = None
         self.error: NetlinkError | None = None
+        self.failure: KeyEngineError | None = None  # an answer that cannot be read
         self.done = False
 
     def feed(self, raw: bytes) -> bool:
@@ -470,8 +471,12 @@ class _Netlink(Exchange[T]):
             return True
         try:
             messages = decode(raw)
-        except DecodeError:
-            return False
+        except DecodeError as exc:
+            if seq != self.seq:
+                return False  # not ours (a late answer to an earlier request)
+            self.failure = KeyEngineError(_errno.EBADMSG, self.operation, f"Linux's answer does not decode: {exc}")
+            self.done = True
+            return True
         for msg in messages:
             if msg.seq == self.seq:
                 self.take(msg)
@@ -486,6 +491,8 @@ class _Netlink(Exchange[T]):
             self.done = True
 
     def result(self) -> T:
+        if self.failure is not None:
+            raise self.failure
         if self.error is not None:
             raise _failure(self.operation, self.error)
         return self.convert(self.reply)
@@ -511,11 +518,15 @@ class _Dump(_Netlink[list[T]]):
             self.error = msg if msg.error else None
             self.done = True
         elif isinstance(msg, NetlinkDone):
+            if msg.error:  # the dump stopped short: what came is not all there is
+                self.failure = KeyEngineError(-msg.error, self.operation, "the dump ended with an error")
             self.done = True
         elif isinstance(msg, XfrmMessage):
             self.parts.append(msg)
 
     def result(self) -> list[T]:
+        if self.failure is not None:
+            raise self.failure
         if self.error is not None:
             raise _failure(self.operation, self.error)
         return [self.each(part) for part in self.parts if self.keep(part)]

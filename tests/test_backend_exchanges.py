@@ -1,0 +1,72 @@
+"""The Linux backends' exchanges, fed by hand: how a dump that stops short and an answer
+that cannot be read end (with an error that says so, not with a silent partial result
+or a timeout)."""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+import pytest
+
+from pfmigrate.backends.pfkey_ops import PfKeyOperations
+from pfmigrate.backends.xfrm_ops import XfrmOperations
+from pfmigrate.engine import KeyEngineError
+from pfmigrate.model import Dir
+from pfmigrate.xfrm import NetlinkDone
+from tests.seed_scenario import OUT_SELECTOR
+
+_HEADER = struct.Struct("=IHHII")
+
+
+def seq_of(request: bytes) -> int:
+    seq: int = _HEADER.unpack_from(request)[3]
+    return seq
+
+
+def test_a_dump_that_ends_with_an_error_is_an_error_not_a_short_list() -> None:
+    exchange = XfrmOperations().dump_policies()
+    done = NetlinkDone(flags=2, seq=seq_of(exchange.request), pid=0, error=-errno.EINTR).encode()
+    assert exchange.feed(done)
+    with pytest.raises(KeyEngineError) as refused:
+        exchange.result()
+    assert refused.value.errno == errno.EINTR
+    assert "the dump ended with an error" in str(refused.value)
+
+
+def test_a_dump_that_ends_well_is_its_entries() -> None:
+    exchange = XfrmOperations().dump_policies()
+    assert exchange.feed(NetlinkDone(flags=2, seq=seq_of(exchange.request), pid=0).encode())
+    assert exchange.result() == []
+
+
+def test_an_answer_that_does_not_decode_is_an_error_and_another_requests_is_ignored() -> None:
+    exchange = XfrmOperations().get_policy(OUT_SELECTOR, Dir.OUT)
+    seq = seq_of(exchange.request)
+    garbled = _HEADER.pack(40, 21, 0, seq, 0) + bytes(8)  # a NEWPOLICY longer than what came, with our seq
+    assert not exchange.feed(_HEADER.pack(40, 21, 0, seq + 1000, 0) + bytes(8))  # not ours
+    assert exchange.feed(garbled)
+    with pytest.raises(KeyEngineError) as refused:
+        exchange.result()
+    assert refused.value.errno == errno.EBADMSG
+    assert "does not decode" in str(refused.value)
+
+
+def test_an_af_key_answer_that_does_not_decode_is_an_error_and_anothers_is_ignored() -> None:
+    ops = PfKeyOperations(4242)
+    exchange = ops.get_policy(OUT_SELECTOR, Dir.OUT)
+    ours = bytearray(exchange.request[:16])
+    ours[4:6] = (9).to_bytes(2, "little")  # says 72 bytes; 16 came
+    theirs = bytearray(ours)
+    theirs[12:16] = (4343).to_bytes(4, "little")
+    assert not exchange.feed(bytes(theirs))
+    assert exchange.feed(bytes(ours))
+    with pytest.raises(KeyEngineError) as refused:
+        exchange.result()
+    assert refused.value.errno == errno.EBADMSG
+    dump = ops.dump_sas()
+    part = bytearray(dump.request[:16])
+    part[4:6], part[8:12] = (9).to_bytes(2, "little"), (3).to_bytes(4, "little")  # the third entry, unreadable
+    assert dump.feed(bytes(part))
+    with pytest.raises(KeyEngineError):
+        dump.result()
