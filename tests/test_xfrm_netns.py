@@ -8,8 +8,10 @@ User-Mode Linux.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -157,6 +159,43 @@ def test_monitor_shows_a_migrate_sent_by_another_process() -> None:
     }  # fmt: skip
     assert event["request"]["bundles"][0]["new_src"] == NEW_COA
     assert event["request"]["kmaddress"] == {"local": NEW_COA, "remote": HOME_AGENT}
+
+
+@pytest.mark.parametrize("form", ["text", "json"])
+def test_monitor_shows_an_acquire_for_a_packet_without_its_sa(form: str) -> None:
+    """This kernel has no ESP, but a policy that asks for it and a packet it matches are
+    enough for Linux to ACQUIRE."""
+
+    def scenario() -> list[str]:
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        monitor = subprocess.Popen(
+            [sys.executable, "-m", "pfmigrate", "monitor", "--backend", "linux-xfrm", "--count", "1",
+             "--timeout", "20", *(["--json"] if form == "json" else [])],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert monitor.stderr is not None
+        assert "listening on linux-xfrm" in monitor.stderr.readline()
+        with open_xfrm() as engine:
+            engine.add_policy(Policy(Selector.host("::1", "::1", 17), Dir.OUT, (Template(ESP, Mode.TRANSPORT),)))
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp, contextlib.suppress(OSError):
+                udp.sendto(b"x", ("::1", 5000))  # held back (EAGAIN) while the key manager is asked
+        out, _ = monitor.communicate(timeout=20)
+        return out.splitlines()
+
+    [line] = in_new_netns(scenario)
+    if form == "json":
+        event = json.loads(line)
+        assert (event["event"], event["proto"], event["mode"], event["src"], event["dst"]) == (
+            "acquire",
+            ESP,
+            "transport",
+            "::1",
+            "::1",
+        )
+        assert (event["selector"]["proto"], event["selector"]["dport"]) == (17, 5000)
+    else:
+        assert line.startswith("ACQUIRE proto 50 transport ::1 -> ::1 for ::1/128 -> ::1/128 proto 17 ")
+        assert "dport 5000" in line
 
 
 def test_a_listener_that_falls_behind_is_told_it_lost_events() -> None:
