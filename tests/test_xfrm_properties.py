@@ -45,9 +45,12 @@ from pfmigrate.xfrm import (
     DecodeError,
     Encap,
     EncapTmpl,
+    IfId,
     KmAddress,
     LifetimeCfg,
     LifetimeCur,
+    LifetimeValue,
+    Mark,
     Migrate,
     Mode,
     MsgType,
@@ -64,6 +67,7 @@ from pfmigrate.xfrm import (
     Proto,
     RawMessage,
     ReplayEsn,
+    SaExtraFlags,
     SecCtx,
     Selector,
     Share,
@@ -439,6 +443,26 @@ def test_attribute_layouts() -> None:
     assert Proto(50).pack() == _NLA.pack(5, 25) + b"\x32" + bytes(3)
     filt = AddressFilter(bytes(range(16)), bytes(range(16, 32)), AF_INET6, 64, 48).pack()
     assert filt == _NLA.pack(40, 26) + bytes(range(32)) + struct.pack("=HBB", AF_INET6, 64, 48)
+
+
+def test_more_attribute_layouts() -> None:
+    """Written out from ``include/uapi/linux/xfrm.h`` by hand, so that a mistake made the
+    same way in packing and unpacking (which a round trip cannot see) shows."""
+    assert Mark(1, 0xFF).pack() == _NLA.pack(12, 21) + struct.pack("=II", 1, 0xFF)  # struct xfrm_mark {v; m}
+    assert IfId(7).pack() == _NLA.pack(8, 31) + struct.pack("=I", 7)
+    assert SaExtraFlags(3).pack() == _NLA.pack(8, 24) + struct.pack("=I", 3)
+    current = LifetimeValue(LifetimeCur(1, 2, 3, 4)).pack()  # bytes, packets, add_time, use_time
+    assert current == _NLA.pack(36, 9) + struct.pack("=4Q", 1, 2, 3, 4)
+    aead = AlgAead("rfc4106(gcm(aes))", 160, 128, bytes(range(20))).pack()  # name[64], key bits, ICV bits, key
+    body = b"rfc4106(gcm(aes))".ljust(64, b"\0") + struct.pack("=II", 160, 128) + bytes(range(20))
+    assert aead == _NLA.pack(4 + len(body), 18) + body
+
+
+@pytest.mark.parametrize("cls", [*ATTRIBUTE_TYPES, *LINUX_SIZES], ids=lambda cls: cls.__name__)
+def test_xfrm_values_are_frozen(cls: type) -> None:
+    params = cls.__dataclass_params__  # type: ignore[attr-defined]
+    assert params.frozen
+    assert "__slots__" in vars(cls)
 
 
 # --- round trips ------------------------------------------------------------------------------------------
