@@ -10,9 +10,12 @@ from pfmigrate import algorithms
 from pfmigrate.model import (
     AH,
     ESP,
+    IPCOMP,
+    NO_FLAGS,
     Action,
     Algorithm,
     Dir,
+    Encap,
     IPAddress,
     KMAddress,
     Lifetime,
@@ -20,6 +23,7 @@ from pfmigrate.model import (
     MigrateRequest,
     Mode,
     Policy,
+    SAFlag,
     SecurityAssociation,
     Selector,
     Template,
@@ -101,15 +105,29 @@ def pfkey_sas(draw: st.DrawFn) -> SecurityAssociation:
 
 @st.composite
 def xfrm_sas(draw: st.DrawFn) -> SecurityAssociation:
-    """SAs XFRM can say: any truncation, and a selector."""
+    """SAs XFRM can say: any truncation, a selector, flags, ESP in UDP and IPComp."""
     sa = draw(pfkey_sas())
     auth = sa.auth
     if auth is not None:
         auth = Algorithm(auth.name, auth.key, draw(st.sampled_from([96, 128, 160])))
     selector = draw(st.none() | selectors(sa.src.version))
+    flags = NO_FLAGS
+    for flag in SAFlag:
+        if draw(st.booleans()):
+            flags |= flag
+    encap = None
+    if sa.proto == ESP and draw(st.booleans()):
+        oa = draw(st.none() | addresses(sa.src.version))
+        encap = Encap(2, draw(st.integers(1, 65535)), draw(st.integers(1, 65535)), oa)
+    if draw(st.integers(0, 4)) == 0:  # an IPComp SA: a compression algorithm, nothing else
+        comp = Algorithm(draw(st.sampled_from(["deflate", "lzs", "lzjh"])))
+        return SecurityAssociation(
+            sa.src, sa.dst, draw(st.integers(0x100, 0xFFFF)), IPCOMP, sa.mode, sa.reqid, comp=comp,
+            flags=flags, lifetime=sa.lifetime, selector=selector,
+        )  # fmt: skip
     return SecurityAssociation(
         sa.src, sa.dst, sa.spi, sa.proto, sa.mode, sa.reqid, auth, sa.enc, sa.aead, None, sa.replay_window,
-        lifetime=sa.lifetime, selector=selector,
+        flags, lifetime=sa.lifetime, selector=selector, encap=encap,
     )  # fmt: skip
 
 
