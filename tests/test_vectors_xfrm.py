@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from pfmigrate.backends.xfrm_ops import XfrmOperations
+from pfmigrate.model import AH, ESP, AcquireEvent, ExpireEvent, KMAddress, MigrateEvent, Mode
 from pfmigrate.modeljson import to_data
 from pfmigrate.seed import HOME_AGENT, NEW_COA, OLD_COA
 from pfmigrate.xfrm import (
@@ -36,6 +38,7 @@ VECTORS: dict[str, dict[str, Any]] = {
     v["name"]: v for v in json.loads((Path(__file__).parent / "vectors" / "xfrm_linux.json").read_text())
 }
 HA, OLD, NEW = IPv6Address(HOME_AGENT), IPv6Address(OLD_COA), IPv6Address(NEW_COA)
+LOOP = IPv6Address("::1")
 
 
 def xfrm(m: NetlinkMessage) -> XfrmMessage:
@@ -91,3 +94,21 @@ def test_vector_decodes_to_its_meaning(name: str) -> None:
 def test_vector_encodes_back_to_linux_bytes(name: str) -> None:
     raw = bytes.fromhex(VECTORS[name]["hex"])
     assert b"".join(m.encode() for m in decode(raw)) == raw
+
+
+def test_linuxs_event_messages_become_the_models_events() -> None:
+    """What the backend makes of the notifications Linux sent (``XfrmOperations.events``)."""
+    ops = XfrmOperations()
+    [acquire] = ops.events(bytes.fromhex(VECTORS["acquire"]["hex"]))
+    assert isinstance(acquire, AcquireEvent)
+    assert (acquire.src, acquire.dst, acquire.proto, acquire.mode) == (LOOP, LOOP, ESP, Mode.TRANSPORT)
+    assert (acquire.selector.proto, acquire.selector.dport) == (17, 5000)
+    [expire] = ops.events(bytes.fromhex(VECTORS["expire_soft"]["hex"]))
+    assert isinstance(expire, ExpireEvent)
+    assert (expire.sa.spi, expire.sa.dst, expire.sa.src, expire.sa.reqid, expire.hard) == (0x2000, HA, OLD, 7, False)
+    [migrate] = ops.events(bytes.fromhex(VECTORS["migrate_notification"]["hex"]))
+    assert isinstance(migrate, MigrateEvent)
+    assert [(b.proto, b.old_src, b.new_src, b.new_dst) for b in migrate.request.bundles] == [
+        (ESP, OLD, NEW, HA), (AH, OLD, NEW, HA),
+    ]  # fmt: skip
+    assert migrate.request.kmaddress == KMAddress(NEW, HA)
