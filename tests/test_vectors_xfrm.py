@@ -102,6 +102,7 @@ def test_linuxs_event_messages_become_the_models_events() -> None:
     [acquire] = ops.events(bytes.fromhex(VECTORS["acquire"]["hex"]))
     assert isinstance(acquire, AcquireEvent)
     assert (acquire.src, acquire.dst, acquire.proto, acquire.mode) == (LOOP, LOOP, ESP, Mode.TRANSPORT)
+    assert acquire.selector is not None
     assert (acquire.selector.proto, acquire.selector.dport) == (17, 5000)
     [expire] = ops.events(bytes.fromhex(VECTORS["expire_soft"]["hex"]))
     assert isinstance(expire, ExpireEvent)
