@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from pfmigrate import mip6
+from pfmigrate.backends.inprocess import Hub, open_inprocess
 from pfmigrate.cli import main
-from pfmigrate.engine import KeyEngineError
+from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility import policies
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send
 from pfmigrate.mobility.config import load_ha
@@ -23,6 +24,7 @@ from pfmigrate.mobility.daemon import HOME, addresses, location
 from pfmigrate.mobility.seedconfig import seed_configs
 from pfmigrate.mobility.simulation import Simulation
 from pfmigrate.model import SecurityAssociation
+from pfmigrate.sadb import Engine
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
 from tests.seed_scenario import without_index
 
@@ -289,4 +291,25 @@ def test_a_tunnel_sa_deleted_behind_the_agents_back_is_noticed_at_the_move_and_p
     assert [n.fields["errno"] for n in notes] == [errno.ENODATA]
     assert f"0x{tunnel.spi:08x}" in str(notes[0].fields["reason"])
     assert tables(sim) == expected(sim, NEW_COA)
+    sim.close()
+
+
+def test_on_an_engine_with_linux_semantics_the_agents_name_old_endpoints_and_never_diverge() -> None:
+    def linux_engines(host: str) -> tuple[KeyEngine, KeyEngine]:
+        hub = Hub(Engine(semantics="linux"))
+        engine, listener = open_inprocess(hub), open_inprocess(hub)
+        listener.subscribe()
+        return engine, listener
+
+    mn_config, ha_config = seed_configs()
+    sim = Simulation(mn_config, ha_config, engines=linux_engines)
+    assert not sim.mn.by_reqid
+    for coa in (OLD_COA, NEW_COA):
+        sim.move(coa)
+        assert tables(sim) == expected(sim, coa)
+    sim.go_home()
+    assert tables(sim) == expected(sim, None)
+    assert not [e for e in sim.timeline.entries if e.event == "divergence"]
+    heard = [e for e in sim.timeline.entries if e.event == "IKE heard MIGRATE" and e.who == "MN engine"]
+    assert {e.fields["kmaddress"] for e in heard} >= {OLD_COA, NEW_COA}
     sim.close()

@@ -86,12 +86,15 @@ class Unsupported(KeyEngineError):
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do here, found by probing; ``notes`` say why not."""
+    """What a backend can do here, found by probing; ``notes`` say why not.
+    ``migrate_by_reqid``: a MIGRATE may name its bundles by reqid alone (pfmigrate's
+    engine with its own semantics; Linux wants the old endpoints)."""
 
     name: str
     available: bool
     migrate: bool = False
     notes: tuple[str, ...] = ()
+    migrate_by_reqid: bool = False
 
 
 class Exchange(abc.ABC, Generic[T]):

@@ -217,7 +217,14 @@ def open_inprocess(hub: Hub | None = None, *, timeout: float = 5.0) -> KeyEngine
 
 
 def _capabilities(hub: Hub) -> Capabilities:
-    return Capabilities("inprocess", True, notes=(f"pfmigrate engine, {hub.engine.semantics} semantics",))
+    semantics = hub.engine.semantics
+    return Capabilities(
+        "inprocess",
+        True,
+        True,
+        (f"pfmigrate engine, {semantics} semantics",),
+        migrate_by_reqid=semantics == "pfmigrate",
+    )
 
 
 def _async_events(hub: Hub) -> AsyncHubTransport:

@@ -106,7 +106,8 @@ def open_keyd(path: str | Path | None = None, *, timeout: float = 5.0, event_buf
         PfKeyOperations(os.getpid(), name="keyd"),
         KeydTransport(connect(where)),
         open_events=lambda: _events(where, event_buffer),
-        capabilities=Capabilities("keyd", True, migrate=True, notes=(f"socket {where}",)),
+        # (keyd's own semantics unless started with --semantics linux, which a client cannot see)
+        capabilities=Capabilities("keyd", True, migrate=True, notes=(f"socket {where}",), migrate_by_reqid=True),
         timeout=timeout,
     )
 

@@ -12,8 +12,8 @@ from pfmigrate.mobility.policies import Owned, PolicySet, apply
 
 def targets_by_reqid(engine: KeyEngine) -> bool:
     """Whether MIGRATE can name its target by reqid on this engine (pfmigrate's own, in
-    process or in keyd); Linux needs the old endpoints."""
-    return engine.name in ("inprocess", "keyd")
+    process or in keyd, with its own semantics); Linux needs the old endpoints."""
+    return engine.capabilities.migrate_by_reqid
 
 
 def carry_out(engine: KeyEngine, step: Configure) -> tuple[int, str]:
