@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import tomllib
+from collections.abc import Iterator
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pfmigrate.cli import main
 from pfmigrate.mobility.config import (
     DEFAULT_PROTECT,
     BackendChoice,
@@ -524,3 +527,32 @@ def _no_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _no_none(v) for k, v in value.items() if v is not None}
     return value
+
+
+@pytest.fixture
+def agent_logger() -> Iterator[None]:
+    """The commands send the agents' logger to standard error; put it back after."""
+    logger = logging.getLogger("pfmigrate.mobility")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+@pytest.mark.parametrize(
+    ("role", "text", "message"),
+    [
+        ("mn", None, "cannot be read: No such file or directory"),
+        ("mn", 'role = "mn"\n[mobile_node]\nhome_address = "zz"\n',
+         "mobile_node.home_address: expected an IPv6 address, found 'zz'"),
+        ("ha", 'role = "mn"\n', 'role: expected "ha" here, found "mn"'),
+    ],
+)  # fmt: skip
+@pytest.mark.usefixtures("agent_logger")
+def test_the_agents_commands_refuse_a_bad_configuration_with_its_place(
+    role: str, text: str | None, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agent.toml"
+    if text is not None:
+        path.write_text(text)
+    assert main([role, "--config", str(path)]) == 1
+    assert capsys.readouterr().err.strip() == f"pfmigrate: {path}: {message}"
