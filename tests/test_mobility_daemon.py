@@ -6,6 +6,8 @@ node between two links (no global address) is not taken for one that came home."
 from __future__ import annotations
 
 import errno
+import io
+import json
 import logging
 from collections import deque
 from ipaddress import IPv6Address
@@ -15,6 +17,7 @@ from testbed.netns import in_new_netns
 
 from pfmigrate import mip6
 from pfmigrate.backends.inprocess import open_inprocess
+from pfmigrate.jsonlogs import JsonFormatter
 from pfmigrate.mobility import daemon, policies
 from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon
 from pfmigrate.mobility.mhsocket import Received
@@ -149,3 +152,35 @@ def test_route_optimisation_goes_to_the_kernel_whatever_keeps_the_ipsec() -> Non
     assert kept == bool(states)  # kept exactly where the kernel took the base states
     if kept:
         assert any("RH2" in state for state in states)
+
+
+def test_the_log_shows_each_handover_step_with_its_time_since_the_move() -> None:
+    """JSON lines as ``pfmigrate mn`` writes them: each step of the move with the
+    milliseconds since the new care-of address appeared, growing step by step."""
+    ticks = iter(range(1_000_000))
+
+    def clock() -> float:
+        return 100.0 + next(ticks) / 1000  # a millisecond a look
+
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("pfmigrate.mobility")
+    logger.addHandler(handler)
+    level, logger.level = logger.level, logging.INFO
+    mn_config, _ = seed_configs()
+    try:
+        with open_inprocess() as engine:
+            node = MobileNodeDaemon(mn_config, engine, Port(), clock=clock, read=lambda _: [COA])
+            node.turn(timeout=0.0)
+    finally:
+        logger.removeHandler(handler)
+        logger.level = level
+    steps = [json.loads(line) for line in lines.getvalue().splitlines()]
+    timed = [(s["event"], s["since_move_ms"]) for s in steps if s.get("since_move_ms") is not None]
+    assert [event for event, _ in timed][:1] == ["moved"]
+    assert {"migrate", "migrate-done", "bu-sent"} <= {event for event, _ in timed}
+    times = [ms for _, ms in timed]
+    assert times == sorted(times)
+    assert times[-1] > times[0]
+    assert all(s["time"].endswith("Z") and s["level"] == "info" for s in steps)
