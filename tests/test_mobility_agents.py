@@ -230,7 +230,18 @@ def test_the_demo_plays_the_journey_and_draws_it(tmp_path: Path, capsys: pytest.
     out = capsys.readouterr().out
     assert "every move registered, IPsec followed, and home again" in out
     assert out.count("-> HA: BU") == 3
-    assert picture.read_text().startswith("<svg")
+    assert out.count("HA -> MN: BA") == 3
+    for coa in (OLD_COA, NEW_COA):
+        assert f"=== the mobile node moves to {coa} ===" in out
+        assert f"IKE heard MIGRATE dir=out kmaddress={coa}" in out  # the MN's key manager heard the move
+        after = out.split(f"--- After the move to {coa}: the SAD and SPD ---")[1].split("===")[0]
+        tunnels = [line for line in after.splitlines() if " SA " in line and " tunnel " in line]
+        assert len(tunnels) == 8  # four on each end, all at the care-of address
+        assert all(coa in line for line in tunnels)
+    assert "--- At home: the SAD and SPD ---" in out
+    svg = picture.read_text()
+    assert svg.startswith("<svg")
+    assert svg.count("BU") >= 3
 
 
 def test_the_care_of_address_is_the_interfaces_global_address_off_the_home_prefix() -> None:
