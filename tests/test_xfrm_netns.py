@@ -161,6 +161,26 @@ def test_monitor_shows_a_migrate_sent_by_another_process() -> None:
     assert event["request"]["kmaddress"] == {"local": NEW_COA, "remote": HOME_AGENT}
 
 
+def test_a_dump_longer_than_one_datagram_comes_whole() -> None:
+    """600 policies are many netlink datagrams (a dump answers about 16 KiB at a time)."""
+
+    def scenario() -> tuple[int, list[int]]:
+        added = [
+            Policy(Selector.host(f"2001:db8::{i:x}", "2001:db8:1::1", 17), Dir.OUT, (Template(ESP, Mode.TRANSPORT),))
+            for i in range(1, 601)
+        ]
+        with open_xfrm() as engine:
+            for policy in added:
+                engine.add_policy(policy)
+            dumped = engine.dump_policies()
+        sources = sorted(int(p.selector.src.network_address) & 0xFFFF for p in dumped)
+        return len(dumped), sources
+
+    count, sources = in_new_netns(scenario)
+    assert count == 600
+    assert sources == list(range(1, 601))
+
+
 @pytest.mark.parametrize("form", ["text", "json"])
 def test_monitor_shows_an_acquire_for_a_packet_without_its_sa(form: str) -> None:
     """This kernel has no ESP, but a policy that asks for it and a packet it matches are
