@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from ipaddress import IPv6Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +17,26 @@ from pfmigrate.model import AH, ESP, AcquireEvent, ExpireEvent, KMAddress, Migra
 from pfmigrate.modeljson import to_data
 from pfmigrate.seed import HOME_AGENT, NEW_COA, OLD_COA
 from pfmigrate.xfrm import (
+    AlgAead,
     AlgAuthTrunc,
+    Encap,
+    EncapTmpl,
+    IfId,
     KmAddress,
+    Mark,
     Migrate,
     MsgType,
     NetlinkDone,
     NetlinkError,
     NetlinkMessage,
     NlFlags,
+    SaExtraFlags,
+    SaInfo,
     Templates,
     UserAcquire,
     UserExpire,
     UserpolicyInfo,
+    UsersaId,
     UsersaInfo,
     XfrmMessage,
     decode,
@@ -39,6 +47,7 @@ VECTORS: dict[str, dict[str, Any]] = {
 }
 HA, OLD, NEW = IPv6Address(HOME_AGENT), IPv6Address(OLD_COA), IPv6Address(NEW_COA)
 LOOP = IPv6Address("::1")
+V4A, V4B = IPv4Address("192.0.2.1"), IPv4Address("198.51.100.7")
 
 
 def xfrm(m: NetlinkMessage) -> XfrmMessage:
@@ -75,6 +84,24 @@ FACTS: dict[str, Callable[[NetlinkMessage], bool]] = {
     ),
     "acquire": lambda m: isinstance(xfrm(m).fixed, UserAcquire) and m.type == MsgType.ACQUIRE,
     "expire_soft": lambda m: isinstance(f := xfrm(m).fixed, UserExpire) and f.hard == 0 and f.state.id.spi == 0x2000,
+    "getsa_reply_aead_encap": lambda m: (
+        m.type == MsgType.NEWSA
+        and (_sa(m).id.spi, _sa(m).saddr, _sa(m).id.daddr) == (0x3000, V4A, V4B)
+        and xfrm(m).get(AlgAead) == AlgAead("rfc4106(gcm(aes))", 160, 128, bytes(range(20)))
+        and xfrm(m).get(Encap) == Encap(EncapTmpl(2, 4500, 4500, bytes(16)))
+        and xfrm(m).get(Mark) == Mark(5, 0xFF)
+        and xfrm(m).get(IfId) == IfId(9)
+        and xfrm(m).get(SaExtraFlags) == SaExtraFlags(1)
+    ),
+    "delsa_notification": lambda m: (  # the SA's id, and the whole SA as it was in XFRMA_SA
+        m.type == MsgType.DELSA
+        and isinstance(f := xfrm(m).fixed, UsersaId)
+        and (f.spi, f.daddr) == (0x3000, V4B)
+        and (sa := xfrm(m).get(SaInfo)) is not None
+        and sa.info.saddr == V4A
+        and xfrm(m).get(AlgAead) is not None
+    ),
+    "flushpolicy_notification": lambda m: m.type == MsgType.FLUSHPOLICY,
 }
 
 

@@ -17,12 +17,17 @@ from pfmigrate.backends.linux import xfrm_socket
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
 from pfmigrate.xfrm import (
     DUMP,
+    AlgAead,
     AlgAuth,
     AlgAuthTrunc,
     AlgCrypt,
+    Encap,
+    EncapTmpl,
     Group,
+    IfId,
     KmAddress,
     LifetimeCfg,
+    Mark,
     Migrate,
     Mode,
     MsgType,
@@ -31,6 +36,7 @@ from pfmigrate.xfrm import (
     NetlinkMessage,
     NlFlags,
     PolicyDir,
+    SaExtraFlags,
     Selector,
     Templates,
     UserAcquire,
@@ -47,7 +53,7 @@ from pfmigrate.xfrm import (
     XfrmMessage,
     decode,
 )
-from pfmigrate.xfrm.constants import AF_INET6
+from pfmigrate.xfrm.constants import AF_INET, AF_INET6
 from tests.kernel.conftest import Vectors
 
 pytestmark = pytest.mark.kernel
@@ -234,3 +240,61 @@ def test_flushsa_pads_its_one_byte_struct(netlink: Netlink) -> None:
     [ack] = netlink.request(msg)
     assert isinstance(ack, NetlinkError)
     assert ack.error == 0
+
+
+def test_an_sa_with_aead_encap_mark_if_id_and_extra_flags_reads_back(netlink: Netlink, vectors: Vectors) -> None:
+    """Attributes the other vectors leave out, as Linux writes them back: AEAD, ESP in
+    UDP (IPv4, where every kernel has it), MARK, IF_ID and SA_EXTRA_FLAGS. The SA group
+    hears the NEWSA and the DELSA."""
+    listener = Netlink(vectors, (Group.SA,))
+    try:
+        a, b = IPv4Address("192.0.2.1"), IPv4Address("198.51.100.7")
+        info = UsersaInfo(
+            Selector(family=AF_INET), XfrmId(b, 0x3000, 50), a, NO_LIMITS, reqid=9, family=AF_INET,
+            mode=Mode.TUNNEL, replay_window=32,
+        )  # fmt: skip
+        attrs = (
+            AlgAead("rfc4106(gcm(aes))", 160, 128, bytes(range(20))),
+            Encap(EncapTmpl(2, 4500, 4500, bytes(16))),
+            Mark(5, 0xFF),
+            IfId(9),
+            SaExtraFlags(1),  # XFRM_SA_XFLAG_DONT_ENCAP_DSCP
+        )
+        [ack] = netlink.request(XfrmMessage(MsgType.NEWSA, ACK, fixed=info, attrs=attrs))
+        assert isinstance(ack, NetlinkError)
+        assert ack.error == 0, ack
+        get = XfrmMessage(
+            MsgType.GETSA, NlFlags.REQUEST, fixed=UsersaId(b, 0x3000, AF_INET, 50), attrs=(Mark(5, 0xFF),)
+        )
+        [reply] = netlink.request(get)
+        assert isinstance(reply, XfrmMessage)
+        assert reply.type == MsgType.NEWSA
+        for attr in attrs:
+            assert reply.get(type(attr)) == attr, type(attr).__name__
+        vectors.keep_xfrm(
+            "getsa_reply_aead_encap", reply, "NEWSA answering GETSA: AEAD, ESP in UDP, MARK, IF_ID, extra flags"
+        )
+        [added] = [m for m in listener.receive() if isinstance(m, XfrmMessage)]
+        assert added.type == MsgType.NEWSA
+        netlink.request(XfrmMessage(MsgType.DELSA, ACK, fixed=UsersaId(b, 0x3000, AF_INET, 50), attrs=(Mark(5, 0xFF),)))
+        [deleted] = [m for m in listener.receive() if isinstance(m, XfrmMessage)]
+        assert deleted.type == MsgType.DELSA
+        vectors.keep_xfrm("delsa_notification", deleted, "DELSA to the SA group: the SA as it was, with its attributes")
+    finally:
+        listener.close()
+
+
+def test_the_policy_group_hears_a_flush(netlink: Netlink, vectors: Vectors) -> None:
+    listener = Netlink(vectors, (Group.POLICY,))
+    try:
+        netlink.request(tunnel_policy(OLD))
+        [added] = listener.receive()
+        assert isinstance(added, XfrmMessage)
+        assert added.type == MsgType.NEWPOLICY
+        netlink.request(XfrmMessage(MsgType.FLUSHPOLICY, ACK))
+        [flushed] = listener.receive()
+        assert isinstance(flushed, XfrmMessage)
+        assert flushed.type == MsgType.FLUSHPOLICY
+        vectors.keep_xfrm("flushpolicy_notification", flushed, "FLUSHPOLICY to the policy group")
+    finally:
+        listener.close()
