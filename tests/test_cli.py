@@ -7,14 +7,29 @@ import io
 import json
 import subprocess
 import sys
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
 
 from pfmigrate.backends import linux
 from pfmigrate.cli import main
-from pfmigrate.engine import Capabilities
-from pfmigrate.seed import seed_migrate
+from pfmigrate.cli.monitor import describe
+from pfmigrate.engine import Capabilities, KeyEngineError
+from pfmigrate.model import (
+    AcquireEvent,
+    Dir,
+    EventsLost,
+    ExpireEvent,
+    KMAddress,
+    MigrateBundle,
+    MigrateEvent,
+    MigrateRequest,
+    Mode,
+    SecurityAssociation,
+    Selector,
+)
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA, seed_migrate
 
 SEED_HEX = seed_migrate().encode().hex()
 
@@ -182,3 +197,23 @@ def test_a_missing_kernel_interface_is_named(
     assert capsys.readouterr().err.strip() == (
         "pfmigrate: backend linux-pfkey is not available here: no AF_KEY sockets in this kernel"
     )
+
+
+def test_the_monitor_describes_each_kind_of_event() -> None:
+    hoa, ha, old, new = (ip_address(a) for a in (HOME_ADDRESS, HOME_AGENT, OLD_COA, NEW_COA))
+    migrate = MigrateEvent(
+        MigrateRequest(
+            Selector.host(hoa, ha, 135), Dir.OUT, (MigrateBundle(old, ha, new, ha, reqid=5),), KMAddress(new, ha)
+        )
+    )
+    assert describe(migrate).splitlines() == [
+        f"MIGRATE out {Selector.host(hoa, ha, 135)}",
+        f"  proto 50 tunnel reqid 5: {old} -> {ha}  becomes  {new} -> {ha}",
+        f"  kmaddress local {new} remote {ha}",
+    ]
+    acquire = AcquireEvent(None, old, ha, 50, Mode.TUNNEL, 5, 8, 3)
+    assert describe(acquire) == f"ACQUIRE proto 50 tunnel {old} -> {ha} (policy 8, reqid 5, seq 3)"
+    expire = ExpireEvent(SecurityAssociation(old, ha, 0x2004, reqid=5), hard=True)
+    assert describe(expire) == f"EXPIRE (hard) proto 50 spi 0x00002004 {old} -> {ha} reqid 5"
+    assert describe(EventsLost("ENOBUFS")) == "EVENTS LOST: ENOBUFS; dump the SAD and SPD to resynchronise"
+    assert "CONFIG_XFRM_MIGRATE" in str(KeyEngineError(errno.ENOPROTOOPT, "migrate"))

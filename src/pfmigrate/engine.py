@@ -48,6 +48,7 @@ _MEANINGS = {
     ("migrate", _errno.ENOENT): _NO_POLICY,
     ("migrate", _errno.ENODATA): "no template of the policy, or no SA, has those old endpoints",
     ("migrate", _errno.ENOTUNIQ): "that names SAs or templates of several reqids: give the reqid",
+    ("migrate", _errno.ENOPROTOOPT): "this kernel has no MIGRATE (CONFIG_XFRM_MIGRATE or CONFIG_NET_KEY_MIGRATE)",
 }
 _MEANINGS_ANYWHERE = {
     _errno.EPERM: "the SAD and SPD need CAP_NET_ADMIN (with keyd: its admin group, or its read group to read)",
