@@ -7,6 +7,7 @@ keyd runs with Linux semantics here, so that a raw PF_KEY client sees the same b
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -22,7 +23,7 @@ from testbed.netns import in_new_netns
 from pfmigrate.backends.keyd import connect
 from pfmigrate.pfkey import Message, MsgType, SAType
 from pfmigrate.pfkey.constants import AF_KEY, PF_KEY_V2
-from pfmigrate.seed import HOME_AGENT, OLD_COA
+from pfmigrate.seed import HOME_AGENT, NEW_COA, OLD_COA
 from tests.differential.transcript import StepResult, Transcript, normalise
 from tests.sadb_box import esp_sa, mh_policy, migrate
 
@@ -158,4 +159,8 @@ def test_the_monitor_reports_the_same_migrate_from_keyd_and_from_linux(keyd: Pat
         setkey(*where, "-F", "-P")
     assert lines["keyd"] == lines["linux-pfkey"]
     assert len(lines["keyd"]) == 2
-    assert '"migrate"' in lines["keyd"][0].lower()
+    events = [json.loads(line) for line in lines["linux-pfkey"]]
+    assert [event["event"] for event in events] == ["migrate", "migrate"]
+    for event in events:  # Linux's PF_KEY announcement with its KMADDRESS, as decoded
+        assert event["request"]["kmaddress"] == {"local": NEW_COA, "remote": HOME_AGENT}
+        assert [b["new_src"] for b in event["request"]["bundles"]] in ([NEW_COA], [HOME_AGENT])
