@@ -185,7 +185,52 @@ class EventsLostError(Exception):
     """Raised by an event transport when the kernel says it dropped messages (ENOBUFS)."""
 
 
-class KeyEngine:
+E = TypeVar("E")
+
+
+class _Engine(Generic[E]):
+    """What both interfaces share: the operations, what the backend can do, and the
+    event channel of type ``E``, opened on first use."""
+
+    def __init__(
+        self, ops: Operations, open_events: Callable[[], E] | None, capabilities: Capabilities | None, timeout: float
+    ) -> None:
+        self.ops = ops
+        self.capabilities = capabilities or Capabilities(ops.name, True)
+        self.timeout = timeout
+        self._open_events = open_events
+        self._events: E | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ops.name
+
+    def subscribe(self) -> None:
+        """Start listening for events now (``next_events`` does it on first use)."""
+        self._listening()
+
+    def _listening(self) -> E:
+        if self._events is None:
+            if self._open_events is None:
+                raise Unsupported("events", f"{self.name} has no event channel")
+            self._events = self._open_events()
+        return self._events
+
+    def _poll(self, read: Callable[[], bytes | None]) -> list[Event]:
+        """The events of every datagram ``read`` gives until it gives ``None``."""
+        out: list[Event] = []
+        while True:
+            try:
+                raw = read()
+            except EventsLostError as exc:
+                out.append(EventsLost(str(exc)))
+                continue
+            if raw is None:
+                return out
+            out += self.ops.events(raw)
+
+
+class KeyEngine(_Engine[EventTransport]):
     """The blocking interface: every call returns when the engine has answered."""
 
     def __init__(
@@ -197,16 +242,8 @@ class KeyEngine:
         capabilities: Capabilities | None = None,
         timeout: float = 5.0,
     ) -> None:
-        self.ops = ops
+        super().__init__(ops, open_events, capabilities, timeout)
         self.transport = transport
-        self.capabilities = capabilities or Capabilities(ops.name, True)
-        self.timeout = timeout
-        self._open_events = open_events
-        self._events: EventTransport | None = None
-
-    @property
-    def name(self) -> str:
-        return self.ops.name
 
     def run(self, exchange: Exchange[T]) -> T:
         """Send one request and wait for its answer."""
@@ -275,37 +312,19 @@ class KeyEngine:
     def migrate(self, request: MigrateRequest) -> None:
         self.run(self.ops.migrate(request))
 
-    def subscribe(self) -> None:
-        """Start listening for events now (``next_events`` does it on first use)."""
-        if self._events is None:
-            if self._open_events is None:
-                raise Unsupported("events", f"{self.name} has no event channel")
-            self._events = self._open_events()
-
     def next_events(self, timeout: float | None = None) -> list[Event]:
         """The events of the next datagram, or ``[]`` after ``timeout`` seconds."""
-        self.subscribe()
-        assert self._events is not None
+        events = self._listening()
         try:
-            raw = self._events.recv(timeout)
+            raw = events.recv(timeout)
         except EventsLostError as exc:
             return [EventsLost(str(exc))]
         return [] if raw is None else self.ops.events(raw)
 
     def poll_events(self) -> list[Event]:
         """Every event already received, without waiting (``[]`` if none)."""
-        self.subscribe()
-        assert self._events is not None
-        out: list[Event] = []
-        while True:
-            try:
-                raw = self._events.recv(0.0)
-            except EventsLostError as exc:
-                out.append(EventsLost(str(exc)))
-                continue
-            if raw is None:
-                return out
-            out += self.ops.events(raw)
+        events = self._listening()
+        return self._poll(lambda: events.recv(0.0))
 
     def close(self) -> None:
         self.transport.close()
@@ -319,7 +338,7 @@ class KeyEngine:
         self.close()
 
 
-class AsyncKeyEngine:
+class AsyncKeyEngine(_Engine[AsyncEventTransport]):
     """The asyncio interface: the same operations and events, awaited."""
 
     def __init__(
@@ -331,17 +350,9 @@ class AsyncKeyEngine:
         capabilities: Capabilities | None = None,
         timeout: float = 5.0,
     ) -> None:
-        self.ops = ops
+        super().__init__(ops, open_events, capabilities, timeout)
         self.transport = transport
-        self.capabilities = capabilities or Capabilities(ops.name, True)
-        self.timeout = timeout
         self._lock = asyncio.Lock()  # one exchange at a time on the socket
-        self._open_events = open_events
-        self._events: AsyncEventTransport | None = None
-
-    @property
-    def name(self) -> str:
-        return self.ops.name
 
     async def run(self, exchange: Exchange[T]) -> T:
         async with self._lock:
@@ -407,20 +418,12 @@ class AsyncKeyEngine:
     async def migrate(self, request: MigrateRequest) -> None:
         await self.run(self.ops.migrate(request))
 
-    def subscribe(self) -> None:
-        """Start listening for events now (``next_events`` does it on first use)."""
-        if self._events is None:
-            if self._open_events is None:
-                raise Unsupported("events", f"{self.name} has no event channel")
-            self._events = self._open_events()
-
     async def next_events(self, timeout: float | None = None) -> list[Event]:
         """The events of the next datagram, or ``[]`` after ``timeout`` seconds."""
-        self.subscribe()
-        assert self._events is not None
+        events = self._listening()
         try:
             async with asyncio.timeout(timeout):
-                raw = await self._events.recv()
+                raw = await events.recv()
         except TimeoutError:
             return []
         except EventsLostError as exc:
@@ -429,18 +432,7 @@ class AsyncKeyEngine:
 
     def poll_events(self) -> list[Event]:
         """Every event already received, without waiting (``[]`` if none)."""
-        self.subscribe()
-        assert self._events is not None
-        out: list[Event] = []
-        while True:
-            try:
-                raw = self._events.recv_ready()
-            except EventsLostError as exc:
-                out.append(EventsLost(str(exc)))
-                continue
-            if raw is None:
-                return out
-            out += self.ops.events(raw)
+        return self._poll(self._listening().recv_ready)
 
     def close(self) -> None:
         self.transport.close()
