@@ -5,6 +5,8 @@ from __future__ import annotations
 from ipaddress import IPv6Address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pfmigrate.mobility.binding import (
     BindingAck,
@@ -14,6 +16,7 @@ from pfmigrate.mobility.binding import (
     MigrateIPsec,
     RestoreHome,
     TimerFired,
+    seq_newer,
 )
 from pfmigrate.mobility.bul import (
     BindingAckReceived,
@@ -421,3 +424,32 @@ def test_a_migrate_result_for_another_home_address_is_ignored() -> None:
     actions = m.handle(MigrateDone(COA2), 0.1)
     assert [type(a) for a in actions] == [Ignored]
     assert state(m) is MnState.MIGRATING
+
+
+# how far the home agent's last accepted number is ahead of ours: anywhere, and often at
+# the edges of the window, where an off-by-one would hide
+AHEAD = st.integers(0, 0xFFFF) | st.integers(0x7FFC, 0x8004) | st.integers(0xFFFC, 0xFFFF) | st.integers(0, 4)
+
+
+@given(sent=st.integers(0, 0xFFFF), ahead=AHEAD)
+def test_a_135_is_taken_exactly_when_the_home_agent_could_have_sent_it(sent: int, ahead: int) -> None:
+    """The home agent answers 135 when the number is not newer than the last it accepted
+    (§9.5.1); the mobile node resynchronises on exactly those, up to 32768 ahead."""
+    last = (sent + ahead) % 0x10000
+    m = HomeRegistration(MobileNodeConfig(HOA), sequence=(sent - 1) % 0x10000)
+    registering(m)
+    assert m.outstanding is not None
+    assert m.outstanding.sequence == sent
+    actions = m.handle(ack(m, 135, 0, seq=last), 0.2)
+    took = actions[0] == BindingRejected(BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW, will_retry=True)
+    assert took == (not seq_newer(sent, last))
+    if took:
+        assert the_send(actions).bu.sequence == (last + 1) % 0x10000
+    else:
+        assert [type(a) for a in actions] == [Ignored]
+
+
+def test_a_135_from_the_far_edge_of_the_window_is_taken() -> None:
+    m = registering(node())  # 1 outstanding
+    actions = m.handle(ack(m, 135, 0, seq=1 + 0x8000), 0.2)  # 32768 ahead: still "not newer"
+    assert the_send(actions).bu.sequence == 2 + 0x8000

@@ -37,6 +37,13 @@ def seq_newer(a: int, b: int) -> bool:
     return 0 < (a - b) % SEQUENCE_MODULUS < SEQUENCE_MODULUS // 2
 
 
+def answers_out_of_window(last_accepted: int, sent: int) -> bool:
+    """Whether a 135 carrying ``last_accepted`` can be the home agent's answer to the
+    Binding Update numbered ``sent``: it refuses exactly the numbers not newer than the
+    last it accepted (§9.5.1), so ``last_accepted`` is ``sent`` or up to 32768 after."""
+    return not seq_newer(sent, last_accepted)
+
+
 def seq_next(a: int) -> int:
     """The sequence number after ``a`` (RFC 6275 §11.7.1: each one greater than the last)."""
     return (a + 1) % SEQUENCE_MODULUS

@@ -57,9 +57,9 @@ from pfmigrate.mobility.binding import (
     MigrateIPsec,
     RestoreHome,
     TimerFired,
+    answers_out_of_window,
     check_lifetime,
     check_sequence,
-    seq_newer,
     seq_next,
 )
 from pfmigrate.mobility.rfc6275 import (
@@ -384,8 +384,8 @@ def _acknowledged(m: HomeRegistration, ev: BindingAckReceived, now: float, out: 
     if bu is None:
         return _unexpected(m, ev, now, out)
     if ack.status == BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW:
-        if not seq_newer(seq_next(ack.sequence), bu.sequence):
-            return _unexpected(m, ev, now, out)  # stale: the outstanding one is later already
+        if not answers_out_of_window(ack.sequence, bu.sequence):
+            return _unexpected(m, ev, now, out)  # stale: it answers an earlier one
         out.append(BindingRejected(ack.status, True))
         m.sequence = ack.sequence  # the next Binding Update takes the one after it (§11.7.1)
         _send(m, bu.lifetime, now, out, retransmit=True)
