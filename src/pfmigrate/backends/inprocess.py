@@ -194,6 +194,8 @@ class AsyncHubTransport:
 
     def close(self) -> None:
         self.hub.disconnect(self.client)
+        if self._ready is not None:  # a waiting ``recv`` wakes, and finds the client closed (EBADF)
+            self._ready.set()
 
 
 def _events(hub: Hub) -> HubTransport:

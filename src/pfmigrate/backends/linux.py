@@ -110,24 +110,50 @@ class AsyncSocketTransport:
 
 
 class AsyncEventSocket:
-    """An event socket for asyncio: datagrams awaited, ENOBUFS told as ``EventsLostError``."""
+    """An event socket for asyncio: datagrams awaited, ENOBUFS told as ``EventsLostError``.
+
+    ``recv`` waits for the socket to be readable and only then reads, in one step: a
+    wait cancelled by a timeout has taken nothing, so no event is lost to it. Closing
+    wakes a waiting ``recv`` with EBADF."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
+        self._waiting: asyncio.Future[None] | None = None
 
     async def recv(self) -> bytes:
+        while True:
+            raw = self.recv_ready()
+            if raw is not None:
+                return raw
+            await self._readable()
+
+    async def _readable(self) -> None:
+        if self.sock.fileno() < 0:
+            raise OSError(_errno.EBADF, "the event socket is closed")
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting = loop.create_future()
+
+        def ready() -> None:
+            if not waiting.done():
+                waiting.set_result(None)
+
+        fd = self.sock.fileno()
+        loop.add_reader(fd, ready)
         try:
-            return await asyncio.get_running_loop().sock_recv(self.sock, RECV_SIZE)
-        except OSError as exc:
-            if exc.errno == _errno.ENOBUFS:
-                raise EventsLostError("the kernel dropped messages for this socket (ENOBUFS)") from exc
-            raise
+            await waiting
+        finally:
+            loop.remove_reader(fd)
+            self._waiting = None
 
     def recv_ready(self) -> bytes | None:
         return SocketTransport(self.sock).recv_ready()
 
     def close(self) -> None:
+        waiting = self._waiting
+        if waiting is not None and not waiting.done():
+            waiting.get_loop().remove_reader(self.sock.fileno())
+            waiting.set_exception(OSError(_errno.EBADF, "the event socket was closed"))
         self.sock.close()
 
 
