@@ -324,3 +324,16 @@ def test_on_an_engine_with_linux_semantics_the_agents_name_old_endpoints_and_nev
     heard = [e for e in sim.timeline.entries if e.event == "IKE heard MIGRATE" and e.who == "MN engine"]
     assert {e.fields["kmaddress"] for e in heard} >= {OLD_COA, NEW_COA}
     sim.close()
+
+
+@pytest.mark.parametrize("by_reqid", [True, False])
+def test_returning_home_without_one_of_the_tunnel_sas_still_removes_them_all(by_reqid: bool) -> None:
+    mn_config, ha_config = seed_configs()
+    sim = Simulation(mn_config, ha_config, by_reqid=by_reqid)
+    sim.move(OLD_COA)
+    tunnel = next(sa for sa in sim.mn_engine.dump_sas() if str(sa.dst) == OLD_COA)
+    sim.mn_engine.delete_sa(tunnel.dst, tunnel.spi, tunnel.proto)  # someone else's doing
+    sim.go_home()
+    assert tables(sim) == expected(sim, None)
+    assert not [e for e in sim.timeline.entries if e.event == "migrate-failed"]
+    sim.close()

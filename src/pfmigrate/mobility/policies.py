@@ -54,7 +54,7 @@ pair, so the ``_by_reqid`` functions refuse such a configuration.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network, ip_address
 from typing import Final
@@ -154,11 +154,21 @@ def apply(engine: KeyEngine, changes: Iterable[Change]) -> None:
             case AddPolicy(policy):
                 engine.add_policy(policy)
             case DeletePolicy(selector, direction):
-                engine.delete_policy(selector, direction)
+                _gone_already(lambda: engine.delete_policy(selector, direction), errno.ENOENT)
             case DeleteSA(dst, spi, proto):
-                engine.delete_sa(dst, spi, proto)
+                _gone_already(lambda: engine.delete_sa(dst, spi, proto), errno.ESRCH)
             case CheckSA(sa):
                 _check_sa(engine, sa)
+
+
+def _gone_already(delete: Callable[[], None], missing: int) -> None:
+    """A deletion whose target is not there has what it wanted (on the way home, an SA
+    someone else removed must not keep the others)."""
+    try:
+        delete()
+    except KeyEngineError as exc:
+        if exc.errno != missing:
+            raise
 
 
 def _check_sa(engine: KeyEngine, sa: SecurityAssociation) -> None:
