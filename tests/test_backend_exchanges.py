@@ -12,8 +12,9 @@ import pytest
 from pfmigrate.backends.pfkey_ops import PfKeyOperations
 from pfmigrate.backends.xfrm_ops import XfrmOperations
 from pfmigrate.engine import KeyEngineError
+from pfmigrate.mobility import routeopt
 from pfmigrate.model import Dir
-from pfmigrate.xfrm import NetlinkDone
+from pfmigrate.xfrm import DUMP, MsgType, NetlinkDone, NlFlags, XfrmMessage
 from tests.seed_scenario import OUT_SELECTOR
 
 _HEADER = struct.Struct("=IHHII")
@@ -70,3 +71,19 @@ def test_an_af_key_answer_that_does_not_decode_is_an_error_and_anothers_is_ignor
     assert dump.feed(bytes(part))
     with pytest.raises(KeyEngineError):
         dump.result()
+
+
+def test_route_optimisations_requests_end_the_same_way() -> None:
+    """The ro states' own exchange (``routeopt``): an unreadable answer of ours and a dump
+    cut short are errors too."""
+    dump = routeopt._Request("dump", XfrmMessage(MsgType.GETSA, NlFlags.REQUEST | DUMP, 7, 0))
+    assert dump.feed(NetlinkDone(flags=2, seq=7, pid=0, error=-errno.EINTR).encode())
+    with pytest.raises(KeyEngineError) as cut:
+        dump.result()
+    assert cut.value.errno == errno.EINTR
+    request = routeopt._Request("flush", XfrmMessage(MsgType.FLUSHPOLICY, NlFlags.REQUEST | NlFlags.ACK, 8, 0))
+    assert not request.feed(_HEADER.pack(40, 16, 0, 9, 0) + bytes(8))  # another's
+    assert request.feed(_HEADER.pack(40, 16, 0, 8, 0) + bytes(8))
+    with pytest.raises(KeyEngineError) as unreadable:
+        request.result()
+    assert unreadable.value.errno == errno.EBADMSG

@@ -87,3 +87,13 @@ def test_a_kernel_without_the_socket_family_is_said_to(monkeypatch: pytest.Monke
     found = linux.probe_xfrm()
     assert not found.available
     assert found.notes[0].startswith("no NETLINK_XFRM in this kernel (module xfrm_user)")
+
+
+def test_a_process_without_the_privilege_is_told_so_not_that_the_kernel_lacks_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(*_: object) -> socket.socket:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(linux, "pfkey_socket", refused)
+    assert linux.probe_pfkey().notes == ("linux-pfkey needs CAP_NET_ADMIN: Operation not permitted (errno 1)",)

@@ -166,12 +166,16 @@ def pfkey_socket() -> socket.socket:
 
 def xfrm_socket(groups: Iterable[int] = ()) -> socket.socket:
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_XFRM)
-    sock.bind((0, 0))
-    with contextlib.suppress(OSError):  # older kernels: errors without the reason, with the request
-        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # the kernel's reason text with errors
-        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # ACKs without a copy of the request
-    for group in groups:
-        sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, int(group))
+    try:
+        sock.bind((0, 0))
+        with contextlib.suppress(OSError):  # older kernels: errors without the reason, with the request
+            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # the kernel's reason text with errors
+            sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # ACKs without a copy of the request
+        for group in groups:  # (EPERM without CAP_NET_ADMIN)
+            sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, int(group))
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
@@ -230,6 +234,8 @@ def open_xfrm_async(*, timeout: float = 5.0, event_buffer: int | None = None) ->
 
 
 def _unavailable(name: str, exc: OSError, what: str) -> Capabilities:
+    if exc.errno in (_errno.EPERM, _errno.EACCES):  # the kernel has it; this process may not use it
+        what = f"{name} needs CAP_NET_ADMIN"
     return Capabilities(name, False, notes=(f"{what}: {os.strerror(exc.errno or 0)} (errno {exc.errno})",))
 
 

@@ -28,35 +28,33 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     jsonlogs.setup("pfmigrate.mobility", args.log_level)
-    try:
-        config: MNConfig | HAConfig = load_mn(args.config) if args.role == "mn" else load_ha(args.config)
-        engine = open_engine(config.backend.name, config.backend.keyd_socket)
-        mh = MHSocket()
-        ro = route_optimization(engine)
-        daemon: MobileNodeDaemon | HomeAgentDaemon = (
-            MobileNodeDaemon(config, engine, mh, ro=ro)
-            if isinstance(config, MNConfig)
-            else HomeAgentDaemon(config, engine, mh, ro=ro)
-        )
-    except (ConfigError, BackendUnavailable, KeyEngineError) as exc:
-        raise CommandError(str(exc)) from exc
-    except PermissionError as exc:
-        raise CommandError(f"a Mobility Header socket needs root (CAP_NET_RAW): {exc}") from exc
-    stopping = False
+    with contextlib.ExitStack() as resources:  # each closed at the end, whatever happens after it opened
+        try:
+            config: MNConfig | HAConfig = load_mn(args.config) if args.role == "mn" else load_ha(args.config)
+            engine = resources.enter_context(open_engine(config.backend.name, config.backend.keyd_socket))
+            mh = resources.enter_context(MHSocket())
+            ro = route_optimization(engine)
+            if ro is not None and ro.engine is not engine:  # its own XFRM handle
+                resources.enter_context(ro.engine)
+            daemon: MobileNodeDaemon | HomeAgentDaemon = (
+                MobileNodeDaemon(config, engine, mh, ro=ro)
+                if isinstance(config, MNConfig)
+                else HomeAgentDaemon(config, engine, mh, ro=ro)
+            )
+        except (ConfigError, BackendUnavailable, KeyEngineError) as exc:
+            raise CommandError(str(exc)) from exc
+        except PermissionError as exc:
+            raise CommandError(f"a Mobility Header socket needs root (CAP_NET_RAW): {exc}") from exc
+        stopping = False
 
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
+        def stop(*_: object) -> None:
+            nonlocal stopping
+            stopping = True
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, stop)
-    log.info("started", extra={"event": "started", "role": args.role, "backend": engine.name,
-                               "route_optimisation": ro is not None})  # fmt: skip
-    with contextlib.ExitStack() as resources:
-        resources.enter_context(mh)
-        resources.enter_context(engine)
-        if ro is not None and ro.engine is not engine:  # its own XFRM handle
-            resources.enter_context(ro.engine)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stop)
+        log.info("started", extra={"event": "started", "role": args.role, "backend": engine.name,
+                                   "route_optimisation": daemon.ro is not None})  # fmt: skip
         while not stopping:
             daemon.turn()
     return 0

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import enum
 import errno as _errno
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from ipaddress import IPv6Address, IPv6Network
@@ -354,6 +355,9 @@ def policy_from(msg: XfrmMessage) -> RoPolicy | None:
 # --- running them -----------------------------------------------------------------------------------
 
 
+_SEQ = struct.Struct("=I")  # nlmsghdr's nlmsg_seq, at 8
+
+
 class _Request(Exchange[list[XfrmMessage]]):
     """One request: done at its ACK or error, or at the end of a dump."""
 
@@ -363,13 +367,18 @@ class _Request(Exchange[list[XfrmMessage]]):
         self.dump = bool(msg.flags & DUMP)
         self.parts: list[XfrmMessage] = []
         self.error: NetlinkError | None = None
+        self.failure: KeyEngineError | None = None  # an answer that cannot be read, a dump cut short
         self.done = False
 
     def feed(self, raw: bytes) -> bool:
         try:
             messages = decode(raw)
-        except DecodeError:
-            return False
+        except DecodeError as exc:
+            if len(raw) < 16 or _SEQ.unpack_from(raw, 8)[0] != self.seq:
+                return False  # not ours
+            self.failure = KeyEngineError(_errno.EBADMSG, self.operation, f"Linux's answer does not decode: {exc}")
+            self.done = True
+            return True
         for msg in messages:
             if msg.seq != self.seq:
                 continue
@@ -377,6 +386,8 @@ class _Request(Exchange[list[XfrmMessage]]):
                 self.error = msg if msg.error else None
                 self.done = True
             elif isinstance(msg, NetlinkDone):
+                if msg.error:
+                    self.failure = KeyEngineError(-msg.error, self.operation, "the dump ended with an error")
                 self.done = True
             elif isinstance(msg, XfrmMessage):
                 self.parts.append(msg)
@@ -384,6 +395,8 @@ class _Request(Exchange[list[XfrmMessage]]):
         return self.done
 
     def result(self) -> list[XfrmMessage]:
+        if self.failure is not None:
+            raise self.failure
         if self.error is not None:
             detail = self.error.message if any(k == 1 for k, _ in self.error.extack) else "answered by Linux xfrm_user"
             raise KeyEngineError(self.error.errno, self.operation, detail)
