@@ -62,9 +62,9 @@ def test_a_binding_update_moves_the_tunnels_and_is_acknowledged() -> None:
     _, config = seed_configs()
     port = Port()
     with open_inprocess() as engine:
-        daemon = HomeAgentDaemon(config, engine, port, clock=lambda: 100.0)
+        home_agent = HomeAgentDaemon(config, engine, port, clock=lambda: 100.0)
         port.incoming.append(binding_update(1))
-        daemon.turn(timeout=0.0)
+        home_agent.turn(timeout=0.0)
         expected = policies.ha_policy_set(config, config.mobile_nodes[0], str(COA))
         assert without_index(engine.dump_policies()) == without_index(expected.policies)
     assert [(ack.status, ack.sequence) for ack in acknowledgements(port)] == [(mip6.BAStatus.ACCEPTED, 1)]
@@ -75,16 +75,16 @@ def test_a_refused_send_is_logged_and_the_daemon_goes_on(caplog: pytest.LogCaptu
     _, config = seed_configs()
     port = Port()
     with open_inprocess() as engine:
-        daemon = HomeAgentDaemon(config, engine, port, clock=lambda: 100.0)
+        home_agent = HomeAgentDaemon(config, engine, port, clock=lambda: 100.0)
         port.refuse = errno.ENETUNREACH
         port.incoming.append(binding_update(1))
         with caplog.at_level(logging.WARNING, logger="pfmigrate.mobility"):
-            daemon.turn(timeout=0.0)
+            home_agent.turn(timeout=0.0)
         failed = [r for r in caplog.records if r.getMessage() == "send-failed"]
         assert [(r.__dict__["errno"], r.__dict__["dst"]) for r in failed] == [(errno.ENETUNREACH, HOME_ADDRESS)]
         port.refuse = None  # the link is back; the mobile node retransmits its BU
         port.incoming.append(binding_update(2))
-        daemon.turn(timeout=0.0)
+        home_agent.turn(timeout=0.0)
     assert [(ack.status, ack.sequence) for ack in acknowledgements(port)] == [(mip6.BAStatus.ACCEPTED, 2)]
 
 
@@ -99,18 +99,18 @@ def test_a_mobile_node_between_links_stays_bound_and_moves_on_at_the_next_addres
     port = Port()
     on_link: list[IPv6Address] = []
     with open_inprocess() as engine:
-        daemon = MobileNodeDaemon(mn_config, engine, port, clock=lambda: 100.0, read=lambda _: on_link)
-        daemon.turn(timeout=0.0)
+        mobile_node = MobileNodeDaemon(mn_config, engine, port, clock=lambda: 100.0, read=lambda _: on_link)
+        mobile_node.turn(timeout=0.0)
         assert port.sent == []  # no address yet: nowhere to move to
         on_link[:] = [COA]
-        daemon.turn(timeout=0.0)
+        mobile_node.turn(timeout=0.0)
         at_old = without_index(engine.dump_policies())
         assert at_old == without_index(policies.mn_policy_set(mn_config, str(COA)).policies)
         on_link[:] = []  # the old link is gone, the new one not yet up
-        daemon.turn(timeout=0.0)
+        mobile_node.turn(timeout=0.0)
         assert without_index(engine.dump_policies()) == at_old
         on_link[:] = [IPv6Address(NEW_COA)]
-        daemon.turn(timeout=0.0)
+        mobile_node.turn(timeout=0.0)
         assert without_index(engine.dump_policies()) == without_index(
             policies.mn_policy_set(mn_config, NEW_COA).policies
         )
