@@ -43,6 +43,11 @@ def open_engine(name: str | None, keyd_socket: Path | None) -> KeyEngine:
     return registry.open_backend(name, keyd_socket=keyd_socket)
 
 
+def _without_route_optimization(reason: str) -> None:
+    log.warning("no route optimisation: Binding Updates go without the Home Address option",
+                extra={"event": "no-route-optimisation", "reason": reason})  # fmt: skip
+
+
 def route_optimization(engine: KeyEngine) -> RouteOptimization | None:
     """Where the route-optimisation states go: the kernel's XFRM, whichever engine keeps
     the IPsec (they act on this host's Mobility Header packets); ``None``, said in the
@@ -52,8 +57,7 @@ def route_optimization(engine: KeyEngine) -> RouteOptimization | None:
     try:
         return RouteOptimization(open_xfrm())
     except (OSError, KeyEngineError) as exc:
-        log.warning("no route optimisation: Binding Updates go without the Home Address option",
-                    extra={"event": "no-route-optimisation", "reason": str(exc)})  # fmt: skip
+        _without_route_optimization(str(exc))
         return None
 
 
@@ -100,6 +104,23 @@ class _Shell:
         self.ro = ro
         self.moved_at: float | None = None
 
+    def carry(self, steps: list[Step]) -> None:
+        """Carry the agent's steps out in order; a key-engine change's outcome goes back to
+        the agent, whose next steps come before the rest."""
+        pending = deque(steps)
+        while pending:
+            step = pending.popleft()
+            if isinstance(step, Note):
+                self.note(step)
+            elif isinstance(step, Send):
+                self.send(step)
+            else:
+                pending.extendleft(reversed(self.configure(step)))
+
+    def configure(self, step: Configure) -> list[Step]:
+        """Apply ``step`` to the key engine; the agent's answer to its outcome."""
+        raise NotImplementedError
+
     @staticmethod
     def guarded(receive: Callable[[], list[Step]]) -> list[Step]:
         """The agent's steps for one received packet; a bug that packet meets is logged,
@@ -133,8 +154,7 @@ class _Shell:
             self.ro.remove(base, missing_ok=True)
             self.ro.install(base)
         except KeyEngineError as exc:
-            log.warning("no route optimisation: Binding Updates go without the Home Address option",
-                        extra={"event": "no-route-optimisation", "reason": str(exc)})  # fmt: skip
+            _without_route_optimization(str(exc))
             self.ro = None
 
     def replace_ro(self, old: RoSet | None, new: RoSet | None) -> RoSet | None:
@@ -207,22 +227,14 @@ class MobileNodeDaemon(_Shell):
             to = received.destination or self.config.home_address
             self.carry(self.guarded(lambda: self.agent.received(received.data, received.source, to, self.clock())))
 
-    def carry(self, steps: list[Step]) -> None:
-        pending = deque(steps)
-        while pending:
-            step = pending.popleft()
-            if isinstance(step, Note):
-                self.note(step)
-            elif isinstance(step, Send):
-                self.send(step)
-            else:
-                error, reason = carry_out(self.engine, step)
-                if not error:  # the Home Address option follows the care-of address (MIGRATE cannot move it)
-                    target = self.agent.target
-                    new = routeopt.mobile_node_binding(self.config.home_address, self.config.home_agent, target) \
-                        if target is not None else None  # fmt: skip
-                    self.binding = self.replace_ro(self.binding, new)
-                pending.extendleft(reversed(self.agent.configured(error, reason, self.clock())))
+    def configure(self, step: Configure) -> list[Step]:
+        error, reason = carry_out(self.engine, step)
+        if not error:  # the Home Address option follows the care-of address (MIGRATE cannot move it)
+            target = self.agent.target
+            new = routeopt.mobile_node_binding(self.config.home_address, self.config.home_agent, target) \
+                if target is not None else None  # fmt: skip
+            self.binding = self.replace_ro(self.binding, new)
+        return self.agent.configured(error, reason, self.clock())
 
 
 class HomeAgentDaemon(_Shell):
@@ -257,18 +269,7 @@ class HomeAgentDaemon(_Shell):
         to = received.destination or self.config.address
         self.carry(self.guarded(lambda: self.agent.received(received.data, received.source, to, coa, self.clock())))
 
-    def carry(self, steps: list[Step]) -> None:
-        pending = deque(steps)
-        while pending:
-            step = pending.popleft()
-            if isinstance(step, Note):
-                self.note(step)
-            elif isinstance(step, Send):
-                self.send(step)
-            else:
-                pending.extendleft(reversed(self._configure(step)))
-
-    def _configure(self, step: Configure) -> list[Step]:
+    def configure(self, step: Configure) -> list[Step]:
         error, reason = carry_out(self.engine, step)
         if not error:  # the type 2 routing header follows the binding
             target = self.agent.targets.get(step.hoa)
