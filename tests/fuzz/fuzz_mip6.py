@@ -49,7 +49,7 @@ from pfmigrate.mip6 import (
 )
 from pfmigrate.mip6.messages import MESSAGE_CLASSES
 from pfmigrate.mip6.options import OPTION_CLASSES
-from tests.fuzz.mutations import ByteMutator, parse_arguments
+from tests.fuzz.mutations import ByteMutator, parse_arguments, random_uint
 
 _INTERESTING_U8 = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 15, 16, 17, 18, 19, 59, 127, 128, 135, 254, 255)
 #: Options that may come anywhere: all but Binding Authorization Data, which comes last.
@@ -66,13 +66,7 @@ class Maker:
         self.rng = rng
 
     def uint(self, bits: int) -> int:
-        rng, top = self.rng, (1 << bits) - 1
-        roll = rng.random()
-        if roll < 0.15:
-            return rng.choice((0, 1, top))
-        if roll < 0.5:
-            return rng.randrange(min(top, 300) + 1)
-        return rng.getrandbits(bits)
+        return random_uint(self.rng, bits)
 
     def blob(self, limit: int = 255) -> bytes:
         n = limit - self.rng.randrange(8) if self.rng.random() < 0.03 else self.rng.randrange(min(limit, 32) + 1)

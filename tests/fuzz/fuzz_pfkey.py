@@ -21,17 +21,13 @@ import errno
 import struct
 import sys
 import time
-import traceback
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from random import Random
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, when run as a script
 
-from pfmigrate._value import FieldSpec, field_specs
 from pfmigrate.pfkey import (
     AF_INET,
     Address,
@@ -51,7 +47,7 @@ from pfmigrate.pfkey import (
 )
 from pfmigrate.pfkey.constants import SADB_EXT_MAX
 from pfmigrate.pfkey.extensions import EXTENSION_CLASSES
-from tests.fuzz.mutations import ByteMutator, parse_arguments, without_numbers
+from tests.fuzz.mutations import ByteMutator, ValueMaker, parse_arguments, run_cases
 
 _HDR = struct.Struct("=BBBBHHII")
 _U16 = struct.Struct("=H")
@@ -63,13 +59,12 @@ _INTERESTING_U16 = (0, 1, 2, 3, 4, 5, 8, 10, 15, 16, 17, 28, 32, 47, 48, 55, 56,
 # --- valid messages from the declared widths -----------------------------------------------------
 
 
-class Maker:
+class Maker(ValueMaker):
     """Random valid values; the same rules as ``tests/strategies.py``, without Hypothesis."""
 
     def __init__(self, rng: Random) -> None:
-        self.rng = rng
-        self.members: dict[type, list[int]] = {}
-        self.special: dict[type, Callable[[Any], Any]] = {
+        super().__init__(rng)
+        self.special = {
             Address: self.address,
             Key: self.key,
             Identity: self.identity,
@@ -81,52 +76,6 @@ class Maker:
             IPsecRequest: self.request,
             KMAddress: self.kmaddress,
         }
-
-    def size(self, limit: int, usual: int = 48) -> int:
-        """Mostly small, sometimes at or near ``limit``."""
-        roll = self.rng.random()
-        if roll < 0.03:
-            return limit - self.rng.randrange(min(limit, 8) + 1)
-        return self.rng.randrange(min(limit, usual) + 1)
-
-    def blob(self, n: int) -> bytes:
-        return self.rng.randbytes(n)
-
-    def uint(self, bits: int) -> int:
-        rng, top = self.rng, (1 << bits) - 1
-        roll = rng.random()
-        if roll < 0.15:
-            return rng.choice((0, 1, top))
-        if roll < 0.5:
-            return rng.randrange(min(top, 300) + 1)
-        return rng.getrandbits(bits)
-
-    def field(self, spec: FieldSpec) -> Any:
-        if spec.kind == "uint":
-            return self.uint(spec.bits)
-        if spec.kind in ("enum", "flag"):  # known members, and any other number of the width
-            members = self.members.get(spec.cls)
-            if members is None:
-                members = self.members[spec.cls] = [int(m) for m in spec.cls]
-            return self.rng.choice(members) if self.rng.random() < 0.5 else self.uint(spec.bits)
-        if spec.kind == "bytes":
-            return self.blob(self.size(64))
-        if spec.kind == "tuple":
-            return tuple(self.value(spec.cls) for _ in range(self.rng.randrange(4)))
-        if spec.kind == "value":
-            return self.value(spec.cls)
-        raise TypeError(f"no rule for field {spec.name} of kind {spec.kind}")
-
-    def build(self, cls: type[Any], **given: Any) -> Any:
-        kwargs = {s.name: given[s.name] if s.name in given else self.field(s) for s in field_specs(cls)}
-        return cls(**kwargs)
-
-    def value(self, cls: type[Any]) -> Any:
-        for base in cls.__mro__:
-            special = self.special.get(base)
-            if special is not None:
-                return special(cls)
-        return self.build(cls)
 
     def sockaddr(self, family: int | None = None) -> SockAddr:
         rng = self.rng
@@ -349,45 +298,7 @@ def run(cases: int, seed: int, pool_size: int) -> int:
     mutator = Mutator(rng, pool)
     print(f"seed {seed}: {pool_size} valid messages built in {time.perf_counter() - started:.1f} s", flush=True)
 
-    reasons: Counter[str] = Counter()
-    kinds: Counter[str] = Counter()
-    kinds_ok: Counter[str] = Counter()
-    errnos: Counter[int] = Counter()
-    decoded = 0
-    started = time.perf_counter()
-    for i in range(cases):
-        kind, data = mutator.case()
-        kinds[kind] += 1
-        try:
-            exc = check(data)
-        except Exception:
-            print(f"FAILED at case {i} ({kind}), seed {seed}", file=sys.stderr)
-            print(f"input ({len(data)} bytes): {data.hex()}", file=sys.stderr)
-            traceback.print_exc()
-            return 1
-        if exc is None:
-            decoded += 1
-            kinds_ok[kind] += 1
-        else:
-            reasons[without_numbers(exc.reason)] += 1
-            errnos[exc.errno] += 1
-        if (i + 1) % 250_000 == 0:
-            print(f"  {i + 1:>10,} cases, {time.perf_counter() - started:6.1f} s", flush=True)
-    elapsed = time.perf_counter() - started
-
-    print(f"cases:        {cases:,} (seed {seed})")
-    print(f"decoded ok:   {decoded:,} ({100 * decoded / max(cases, 1):.1f} %), each re-encoded and re-decoded equal")
-    errno_text = ", ".join(f"{errno.errorcode[e]} {n:,}" for e, n in errnos.most_common())
-    print(f"DecodeError:  {cases - decoded:,} ({errno_text})")
-    print("top DecodeError reasons:")
-    for reason, n in reasons.most_common(10):
-        print(f"  {n:>9,}  {reason}")
-    print("cases by kind (decoded ok / all):")
-    for kind, n in sorted(kinds.items()):
-        print(f"  {kind:<14} {kinds_ok[kind]:>9,} / {n:,}")
-    print(f"elapsed:      {elapsed:.1f} s ({cases / elapsed if elapsed else 0:,.0f} cases/s)")
-    print("no exception other than DecodeError escaped")
-    return 0
+    return run_cases(mutator, check, cases, seed, "no exception other than DecodeError escaped")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
