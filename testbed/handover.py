@@ -31,13 +31,11 @@ import contextlib
 import ctypes
 import itertools
 import os
-import pickle
 import socket
 import struct
 import subprocess
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
@@ -58,6 +56,7 @@ from pfmigrate.model import (
     Selector,
     Template,
 )
+from testbed.netns import fork_call
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -162,34 +161,19 @@ class Node:
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in a forked child that has moved into this namespace; its return
         value (pickled) or its traceback (as ``NodeFailure``) comes back."""
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child never returns into the caller's code
-            os.close(read_end)
-            try:
-                fd = os.open(self.path, os.O_RDONLY)
-                _setns(fd)
-                os.close(fd)
-                outcome: tuple[bool, object] = (True, fn())
-            except BaseException:
-                outcome = (False, traceback.format_exc())
-            try:
-                data = pickle.dumps(outcome)
-            except Exception:
-                data = pickle.dumps((False, traceback.format_exc()))
-            with os.fdopen(write_end, "wb") as pipe:
-                pipe.write(data)
-            os._exit(0)
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as pipe:
-            data = pipe.read()
-        os.waitpid(pid, 0)
-        if not data:
+
+        def enter() -> None:
+            fd = os.open(self.path, os.O_RDONLY)
+            _setns(fd)
+            os.close(fd)
+
+        answer = fork_call(enter, fn)
+        if answer is None:
             raise NodeFailure(f"{self.name}: the child died without an answer")
-        ok, value = pickle.loads(data)  # our own child's answer
+        ok, value = answer
         if not ok:
             raise NodeFailure(f"in {self.name}:\n{value}")
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[return-value]
 
 
 def _host(*argv: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

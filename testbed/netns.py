@@ -43,13 +43,16 @@ def _enter_new_netns() -> None:
         raise OSError(errno, f"unshare(CLONE_NEWNET): {os.strerror(errno)}")
 
 
-def in_new_netns(fn: Callable[[], T]) -> T:
+def fork_call(enter: Callable[[], None], fn: Callable[[], T]) -> tuple[bool, object] | None:
+    """Run ``fn`` in a forked child after ``enter()`` (which moves it somewhere): ``(True,
+    its value)``, ``(False, its traceback)``, or ``None`` if the child died without an
+    answer. The value comes back pickled through a pipe."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's code
         os.close(read_end)
         try:
-            _enter_new_netns()
+            enter()
             outcome: tuple[bool, object] = (True, fn())
         except BaseException:  # everything goes back to the parent
             outcome = (False, traceback.format_exc())
@@ -65,8 +68,16 @@ def in_new_netns(fn: Callable[[], T]) -> T:
         data = pipe.read()
     os.waitpid(pid, 0)
     if not data:
+        return None
+    answer: tuple[bool, object] = pickle.loads(data)  # our own child's answer
+    return answer
+
+
+def in_new_netns(fn: Callable[[], T]) -> T:
+    answer = fork_call(_enter_new_netns, fn)
+    if answer is None:
         raise NetnsFailure("the namespace child died without an answer")
-    ok, value = pickle.loads(data)  # our own child's answer
+    ok, value = answer
     if not ok:
         raise NetnsFailure(str(value))
-    return value  # type: ignore[no-any-return]
+    return value  # type: ignore[return-value]
