@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterator
 from ipaddress import IPv6Address
 from typing import Any
 
@@ -38,6 +37,7 @@ from pfmigrate.mip6 import (
     encode,
 )
 from tests.mip6_strategies import MESSAGE_TYPES, OPTION_TYPES, addresses, messages, values, wire_messages
+from tests.values import walk
 
 PUBLIC_CLASSES = frozenset(obj for name in mip6.__all__ if isinstance(obj := getattr(mip6, name), type))
 HOA = IPv6Address("3ffe:501:ffff:100:1:2:3:4")
@@ -48,17 +48,6 @@ MANY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def walk(obj: object) -> Iterator[Any]:
-    """Every dataclass instance in ``obj``, depth first, ``obj`` itself included."""
-    if isinstance(obj, tuple):
-        for item in obj:
-            yield from walk(item)
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        yield obj
-        for f in dataclasses.fields(obj):
-            yield from walk(getattr(obj, f.name))
 
 
 def rebuild(obj: Any) -> Any:

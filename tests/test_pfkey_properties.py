@@ -19,7 +19,6 @@ import dataclasses
 import enum
 import errno
 import struct
-from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -51,6 +50,7 @@ from pfmigrate.pfkey import (
     decode,
 )
 from tests.strategies import EXTENSION_TYPES, messages, valid_wire_messages, values
+from tests.values import walk
 
 _MSG = struct.Struct("=BBBBHHII")
 _EXT = struct.Struct("=HH")
@@ -75,17 +75,6 @@ MANY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def walk(obj: object) -> Iterator[Any]:
-    """Every dataclass instance in ``obj``, depth first, ``obj`` itself included."""
-    if isinstance(obj, tuple):
-        for item in obj:
-            yield from walk(item)
-    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        yield obj
-        for f in dataclasses.fields(obj):
-            yield from walk(getattr(obj, f.name))
 
 
 def rebuild(obj: Any) -> Any:
