@@ -49,7 +49,7 @@ from pfmigrate.mip6 import (
 )
 from pfmigrate.mip6.messages import MESSAGE_CLASSES
 from pfmigrate.mip6.options import OPTION_CLASSES
-from tests.fuzz.mutations import ByteMutator, parse_arguments, random_uint
+from tests.fuzz.mutations import ByteMutator, parse_arguments, print_tail, random_uint
 
 _INTERESTING_U8 = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 15, 16, 17, 18, 19, 59, 127, 128, 135, 254, 255)
 #: Options that may come anywhere: all but Binding Authorization Data, which comes last.
@@ -359,14 +359,7 @@ def run(cases: int, seed: int, pool_size: int) -> int:
     print(f"decoded ok:   {decoded:,} ({100 * decoded / max(cases, 1):.1f} %), each re-encoded and re-decoded equal;")
     print(f"              {canonical:,} of them re-encoded to the same bytes (canonical padding, zero reserved)")
     print(f"DecodeError:  {cases - decoded:,}, of which {checksum_refused:,} for a wrong checksum")
-    print("top DecodeError reasons:")
-    for reason, n in reasons.most_common(16):
-        print(f"  {n:>9,}  {reason}")
-    print("cases by kind (decoded ok / all):")
-    for kind, n in sorted(kinds.items()):
-        print(f"  {kind:<14} {kinds_ok[kind]:>9,} / {n:,}")
-    print(f"elapsed:      {elapsed:.1f} s ({cases / elapsed if elapsed else 0:,.0f} cases/s)")
-    print("no exception other than DecodeError escaped")
+    print_tail(reasons, 16, kinds, kinds_ok, elapsed, cases, "no exception other than DecodeError escaped")
     return 0
 
 

@@ -182,15 +182,22 @@ def run_cases(mutator: ByteMutator, check: Callable[[bytes], Refusal | None], ca
     print(f"decoded ok:   {decoded:,} ({100 * decoded / max(cases, 1):.1f} %), each re-encoded and re-decoded equal")
     errno_text = ", ".join(f"{errno.errorcode[e]} {n:,}" for e, n in errnos.most_common())
     print(f"DecodeError:  {cases - decoded:,} ({errno_text})")
+    print_tail(reasons, 10, kinds, kinds_ok, elapsed, cases, done)
+    return 0
+
+
+def print_tail(
+    reasons: Counter[str], most: int, kinds: Counter[str], kinds_ok: Counter[str], elapsed: float, cases: int, done: str
+) -> None:
+    """The end of every fuzzer's report: its commonest refusals, its cases by kind, its speed."""
     print("top DecodeError reasons:")
-    for reason, n in reasons.most_common(10):
+    for reason, n in reasons.most_common(most):
         print(f"  {n:>9,}  {reason}")
     print("cases by kind (decoded ok / all):")
     for kind, n in sorted(kinds.items()):
         print(f"  {kind:<14} {kinds_ok[kind]:>9,} / {n:,}")
     print(f"elapsed:      {elapsed:.1f} s ({cases / elapsed if elapsed else 0:,.0f} cases/s)")
     print(done)
-    return 0
 
 
 def without_numbers(reason: str) -> str:
