@@ -16,6 +16,12 @@ Also measured, with no target: the memory a DUMP of many SAs makes keyd hold (Py
 allocations at their peak, ``tracemalloc``) while a client reads it, keyd's streamed
 dump beside the same dump made whole (as keyd made it before it streamed them).
 
+Also printed, with no target, two floors under any daemon's round trip on this machine:
+one ``write`` and ``fdatasync`` of a record the size of the MIGRATE, in the journal's
+directory (what making one change durable costs, whatever the store), and a round trip
+through a SEQPACKET socket to another process that sends each packet back untouched
+(what reaching a daemon costs before it does anything).
+
 Targets: keyd's MIGRATE round trip at most 5x Linux's; at least 20,000 messages a second.
 """
 
@@ -86,6 +92,52 @@ def round_trip(path: Path, seconds: float) -> float:
             ask(sock, moves[i & 1])
         best = min(best, (time.perf_counter() - start) / rounds)
     sock.close()
+    return best
+
+
+def fsync_floor(directory: Path, seconds: float) -> float:
+    """Seconds for one ``write`` and ``fdatasync`` of 320 bytes, best of several rounds."""
+    path = directory / "fsync-floor"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    record = os.urandom(320)
+    best, rounds = float("inf"), 100
+    try:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            for _ in range(rounds):
+                os.write(fd, record)
+                os.fdatasync(fd)
+            best = min(best, (time.perf_counter() - start) / rounds)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return best
+
+
+def echo_floor(seconds: float) -> float:
+    """Seconds per round trip to a process that sends each SEQPACKET packet back."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:  # the echo: nothing but recv and send
+        mine.close()
+        while packet := theirs.recv(65536):
+            theirs.send(packet)
+        os._exit(0)
+    theirs.close()
+    request = migrate(OLD_COA, NEW_COA, False)
+    best, rounds = float("inf"), 1000
+    try:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            for _ in range(rounds):
+                mine.send(request)
+                mine.recv(65536)
+            best = min(best, (time.perf_counter() - start) / rounds)
+    finally:
+        mine.close()
+        os.waitpid(pid, 0)
     return best
 
 
@@ -173,7 +225,9 @@ def main() -> int:
     parser.add_argument("--dump-sas", type=int, default=100_000, help="SAs in the dumped SAD")
     args = parser.parse_args()
     linux = in_new_netns(lambda: linux_round_trip(args.seconds))
+    echo = echo_floor(args.seconds)
     with tempfile.TemporaryDirectory(dir="/var/tmp") as directory:
+        fsync = fsync_floor(Path(directory), args.seconds)
         keyd = start_keyd(Path(directory))
         try:
             path = Path(directory) / "keyd.sock"
@@ -196,6 +250,9 @@ def main() -> int:
     print(f"{'keyd PF_KEY X_MIGRATE round trip':48} {migrate_rt * 1e6:>9.2f} µs  ({migrate_rt / linux:.1f}x Linux)")
     shm = "  the same, journal in tmpfs (no disk fsync)"
     print(f"{shm:48} {in_memory * 1e6:>9.2f} µs  ({in_memory / linux:.1f}x Linux)")
+    for label, floor in (("floor: write+fdatasync, journal's directory", fsync),
+                         ("floor: echo via another process, no work", echo)):  # fmt: skip
+        print(f"{label:48} {floor * 1e6:>9.2f} µs  ({floor / linux:.1f}x Linux)")
     print(f"{f'keyd GETs, {args.clients} clients x {WINDOW} in flight':48} {reads:>9,.0f} messages/s")
     print(f"{f'keyd ADD+DELETE, {args.clients} clients x {WINDOW} in flight':48} {writes:>9,.0f} messages/s")
     print(f"{f'keyd DUMP of {args.dump_sas:,} SAs, made whole (anchor)':48} {whole / 2**20:>9.1f} MiB at the peak")
