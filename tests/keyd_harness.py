@@ -40,10 +40,11 @@ def keyd_thread(
     outbox: int = 4096,
     clock: object = None,
     per_user: int = DEFAULT_PER_USER,
+    semantics: str = "pfmigrate",
 ) -> Iterator[Server]:
     """keyd serving ``directory/keyd.sock`` with its journal in ``directory``, in a thread."""
     journal = Journal(directory / "keyd.db")
-    engine = Engine()
+    engine = Engine(semantics=semantics)
     engine.restore(*journal.load())
     service = Service(engine, journal, rules or AccessRules(os.getuid()), outbox_limit=outbox)
     server = Server(service, directory / "keyd.sock", clock=clock or time.time, per_user=per_user)  # type: ignore[arg-type]

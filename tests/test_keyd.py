@@ -8,13 +8,13 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from pfmigrate.backends.keyd import LOST_NOTICE, connect, open_keyd
+from pfmigrate.backends.keyd import LOST_NOTICE, connect, open_keyd, probe_keyd, semantics_of
 from pfmigrate.cli import build_parser
 from pfmigrate.engine import KeyEngineError
 from pfmigrate.keyd.service import AccessRules, Peer, Privilege, Service, without_keys
@@ -54,6 +54,43 @@ def test_a_pf_key_client_works_by_swapping_the_socket(keyd: Path) -> None:
         sock.send(Message(MsgType.REGISTER, SAType.ESP, 7, os.getpid()).encode())
         reply = decode(sock.recv(65536))
     assert (reply.type, reply.seq, reply.errno) == (MsgType.REGISTER, 7, 0)
+
+
+@pytest.mark.parametrize("semantics", ["pfmigrate", "linux"])
+def test_a_client_learns_which_semantics_keyd_keeps(directory: Path, semantics: str) -> None:
+    """Agents name a MIGRATE's bundles by reqid only where the engine takes it so."""
+    with keyd_thread(directory, semantics=semantics) as server:
+        registered = open_keyd(directory / "keyd.sock")
+        registered.subscribe()  # a key manager listening: it hears the question's answer too
+        assert semantics_of(directory / "keyd.sock") == semantics
+        engine = open_keyd(directory / "keyd.sock")
+        probed = probe_keyd(directory / "keyd.sock")
+        before = server.service.engine.counters()
+        engine.close()
+        registered.close()
+    assert engine.capabilities.migrate_by_reqid == (semantics == "pfmigrate")
+    assert f"{semantics} semantics" in engine.capabilities.notes
+    assert probed.available
+    assert f"{semantics} semantics" in probed.notes
+    assert (len(server.service.engine.sad), len(server.service.engine.spd)) == (0, 0)
+    assert before["serial"] == 0  # the question made nothing
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="changing to another uid needs root (CI runs as root)")
+def test_a_client_that_may_not_use_keyd_learns_it_when_it_opens(open_directory: Path) -> None:
+    path = open_directory / "keyd.sock"
+
+    def open_and_probe() -> str:
+        try:
+            open_keyd(path)
+        except OSError as exc:
+            return f"{exc.errno} {exc} | {probe_keyd(path).notes[0]}"
+        return "opened"
+
+    with keyd_thread(open_directory):
+        said = _as_nobody_call(open_and_probe)
+    refused = f"keyd at {path} refused a REGISTER: Operation not permitted"
+    assert said == f"{errno.EPERM} {refused} | {refused}"
 
 
 def test_two_clients_share_one_state_and_a_listener_hears_the_migrate(keyd: Path) -> None:
@@ -308,23 +345,33 @@ def test_an_unprivileged_process_is_refused(open_directory: Path) -> None:
 
 def _as_nobody(path: Path, request: bytes) -> bytes:
     """What keyd answers ``request`` from a process running as nobody."""
+
+    def ask() -> bytes:
+        with connect(path) as sock:
+            sock.send(request)
+            return sock.recv(65536)
+
+    return _as_nobody_call(ask).encode("latin-1")
+
+
+def _as_nobody_call(call: Callable[[], str | bytes]) -> str:
+    """What ``call`` returns in a child process running as nobody (bytes as latin-1)."""
     reader, writer = os.pipe()
     child = os.fork()
-    if child == 0:  # the child becomes nobody, then asks
+    if child == 0:  # the child becomes nobody, then calls
         try:
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
-            with connect(path) as sock:
-                sock.send(request)
-                os.write(writer, sock.recv(65536))
+            said = call()
+            os.write(writer, said if isinstance(said, bytes) else said.encode("latin-1"))
         finally:
             os._exit(0)
     os.close(writer)
     answer = os.read(reader, 65536)
     os.close(reader)
     os.waitpid(child, 0)
-    return answer
+    return answer.decode("latin-1")
 
 
 def test_the_systemd_unit_starts_keyd_with_options_it_has() -> None:

@@ -16,12 +16,14 @@ from __future__ import annotations
 import errno as _errno
 import os
 import socket
+import time
 from pathlib import Path
 
 from pfmigrate.backends.linux import RECV_SIZE, SocketTransport
 from pfmigrate.backends.pfkey_ops import PfKeyOperations
 from pfmigrate.engine import Capabilities, EventsLostError, KeyEngine
-from pfmigrate.pfkey import Message, MsgType, SAType
+from pfmigrate.pfkey import DecodeError, Message, MsgType, SAType
+from pfmigrate.pfkey.generation import generation_of
 
 DEFAULT_SOCKET = Path("/run/pfmigrate/keyd.sock")
 LOST_NOTICE = bytes([2, 0, _errno.ENOBUFS, 0, 2, 0, 0, 0]) + bytes(8)
@@ -71,11 +73,19 @@ def connect(path: str | Path | None = None) -> socket.socket:
     return sock
 
 
-class KeydUnreachable(OSError):
-    """No keyd answers at the socket path; the message says what is there instead."""
+class KeydError(OSError):
+    """keyd cannot be used; the message says why, without Python's "[Errno n]"."""
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class KeydUnreachable(KeydError):
+    """No keyd answers at the socket path; the message says what is there instead."""
+
+
+class KeydRefused(KeydError):
+    """keyd answers, but not to this client (its uid and groups give no privilege)."""
 
 
 def _why_unreachable(where: Path, exc: OSError) -> str:
@@ -86,6 +96,45 @@ def _why_unreachable(where: Path, exc: OSError) -> str:
     if exc.errno == _errno.ECONNREFUSED:
         return f"cannot reach keyd at {where}: nobody listens on that socket (keyd stopped?)"
     return f"cannot reach keyd at {where}: {os.strerror(exc.errno or 0)}"
+
+
+def semantics_of(path: str | Path | None = None, *, timeout: float = 5.0) -> str:
+    """Which semantics the keyd at ``path`` keeps: ``"pfmigrate"`` or ``"linux"``.
+
+    Asked with a REGISTER for no SA type, which changes nothing and is answered as a
+    broadcast to the registered clients: keyd's own semantics number every such
+    broadcast (an X_KMPRIVATE generation), Linux's never do. The registered clients
+    hear one more REGISTER answer, as whenever a key manager registers."""
+    sock = connect(path)
+    try:
+        seq = int.from_bytes(os.urandom(4), "little")
+        sock.send(Message(MsgType.REGISTER, SAType.UNSPEC, seq, os.getpid()).encode())
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                raw = sock.recv(RECV_SIZE)
+            except TimeoutError:
+                break
+            if not raw:
+                raise ConnectionResetError(_errno.ECONNRESET, "keyd closed the connection")
+            try:
+                answer = Message.decode(raw)
+            except DecodeError:
+                continue  # not ours: a broadcast this client need not understand
+            if answer.type == MsgType.REGISTER and answer.seq == seq and answer.pid == os.getpid():
+                if answer.errno:
+                    why = os.strerror(answer.errno)
+                    raise KeydRefused(answer.errno, f"keyd at {socket_path(path)} refused a REGISTER: {why}")
+                return "linux" if generation_of(answer) is None else "pfmigrate"
+    finally:
+        sock.close()
+    raise TimeoutError(_errno.ETIMEDOUT, f"keyd at {socket_path(path)} did not answer a REGISTER in {timeout:g} s")
+
+
+def _capabilities(where: Path, semantics: str) -> Capabilities:
+    notes = (f"socket {where}", f"{semantics} semantics")
+    return Capabilities("keyd", True, migrate=True, notes=notes, migrate_by_reqid=semantics == "pfmigrate")
 
 
 def _events(path: str | Path | None, rcvbuf: int | None) -> KeydTransport:
@@ -102,12 +151,12 @@ def open_keyd(path: str | Path | None = None, *, timeout: float = 5.0, event_buf
     """A blocking key engine on the keyd at ``path`` (see ``socket_path``); ``event_buffer``
     sizes the event socket's receive buffer (bytes)."""
     where = socket_path(path)
+    capabilities = _capabilities(where, semantics_of(where, timeout=timeout))
     return KeyEngine(
         PfKeyOperations(os.getpid(), name="keyd"),
         KeydTransport(connect(where)),
         open_events=lambda: _events(where, event_buffer),
-        # (keyd's own semantics unless started with --semantics linux, which a client cannot see)
-        capabilities=Capabilities("keyd", True, migrate=True, notes=(f"socket {where}",), migrate_by_reqid=True),
+        capabilities=capabilities,
         timeout=timeout,
     )
 
@@ -115,7 +164,7 @@ def open_keyd(path: str | Path | None = None, *, timeout: float = 5.0, event_buf
 def probe_keyd(path: str | Path | None = None) -> Capabilities:
     where = socket_path(path)
     try:
-        connect(where).close()
+        semantics = semantics_of(where)
     except OSError as exc:
         return Capabilities("keyd", False, notes=(str(exc),))
-    return Capabilities("keyd", True, migrate=True, notes=(f"socket {where}",))
+    return _capabilities(where, semantics)
