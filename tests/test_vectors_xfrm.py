@@ -15,7 +15,7 @@ import pytest
 from pfmigrate.backends.xfrm_ops import XfrmOperations
 from pfmigrate.model import AH, ESP, AcquireEvent, ExpireEvent, KMAddress, MigrateEvent, Mode
 from pfmigrate.modeljson import to_data
-from pfmigrate.seed import HOME_AGENT, NEW_COA, OLD_COA
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
 from pfmigrate.xfrm import (
     AlgAead,
     AlgAuthTrunc,
@@ -35,6 +35,7 @@ from pfmigrate.xfrm import (
     Templates,
     UserAcquire,
     UserExpire,
+    UserPolexpire,
     UserpolicyInfo,
     UsersaId,
     UsersaInfo,
@@ -45,7 +46,7 @@ from pfmigrate.xfrm import (
 VECTORS: dict[str, dict[str, Any]] = {
     v["name"]: v for v in json.loads((Path(__file__).parent / "vectors" / "xfrm_linux.json").read_text())
 }
-HA, OLD, NEW = IPv6Address(HOME_AGENT), IPv6Address(OLD_COA), IPv6Address(NEW_COA)
+HOA, HA, OLD, NEW = (IPv6Address(a) for a in (HOME_ADDRESS, HOME_AGENT, OLD_COA, NEW_COA))
 LOOP = IPv6Address("::1")
 V4A, V4B = IPv4Address("192.0.2.1"), IPv4Address("198.51.100.7")
 
@@ -102,6 +103,24 @@ FACTS: dict[str, Callable[[NetlinkMessage], bool]] = {
         and xfrm(m).get(AlgAead) is not None
     ),
     "flushpolicy_notification": lambda m: m.type == MsgType.FLUSHPOLICY,
+    "updsa_notification": lambda m: (
+        m.type == MsgType.UPDSA
+        and (_sa(m).id.spi, _sa(m).saddr, _sa(m).id.daddr) == (0x4000, OLD, HA)
+        and (_sa(m).lft.soft_add_expires_seconds, _sa(m).lft.hard_add_expires_seconds) == (100, 200)
+    ),
+    "updpolicy_notification": lambda m: (
+        m.type == MsgType.UPDPOLICY
+        and isinstance(f := xfrm(m).fixed, UserpolicyInfo)
+        and (f.sel.saddr, f.sel.daddr, f.sel.proto) == (HOA, HA, 135)
+        and (f.lft.soft_add_expires_seconds, f.lft.hard_add_expires_seconds) == (1, 4)
+        and [(t.saddr, t.id.daddr) for a in xfrm(m).all(Templates) for t in a.templates] == [(NEW, HA)]
+    ),
+    "polexpire_hard": lambda m: (
+        m.type == MsgType.POLEXPIRE
+        and isinstance(f := xfrm(m).fixed, UserPolexpire)
+        and f.hard == 1
+        and (f.pol.sel.saddr, f.pol.sel.daddr, f.pol.dir) == (HOA, HA, 1)
+    ),
 }
 
 

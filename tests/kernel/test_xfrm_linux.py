@@ -9,6 +9,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
@@ -43,6 +44,7 @@ from pfmigrate.xfrm import (
     UserExpire,
     UserKmaddress,
     UserMigrate,
+    UserPolexpire,
     UserpolicyId,
     UserpolicyInfo,
     UsersaFlush,
@@ -282,6 +284,65 @@ def test_an_sa_with_aead_encap_mark_if_id_and_extra_flags_reads_back(netlink: Ne
         vectors.keep_xfrm("delsa_notification", deleted, "DELSA to the SA group: the SA as it was, with its attributes")
     finally:
         listener.close()
+
+
+def test_updates_and_a_policy_expiry_reach_their_groups(netlink: Netlink, vectors: Vectors) -> None:
+    """UPDSA and UPDPOLICY reach the SA and policy groups as the entry now is; a policy's
+    add-time limits send POLEXPIRE to the expire group, soft and then hard (three seconds
+    apart, so that a late timer cannot fold them into one)."""
+    listener = Netlink(vectors, (Group.SA, Group.POLICY, Group.EXPIRE))
+    try:
+        netlink.request(new_sa(0x4000))
+        netlink.request(tunnel_policy(OLD))
+        heard = _heard(listener, 2)
+        assert [m.type for m in heard] == [MsgType.NEWSA, MsgType.NEWPOLICY]
+
+        longer = LifetimeCfg(soft_add_expires_seconds=100, hard_add_expires_seconds=200)
+        updated = new_sa(0x4000, lft=longer)
+        [ack] = netlink.request(XfrmMessage(MsgType.UPDSA, ACK, fixed=updated.fixed, attrs=updated.attrs))
+        assert isinstance(ack, NetlinkError)
+        assert ack.error == 0, ack
+        [sa_note] = _heard(listener, 1)
+        assert sa_note.type == MsgType.UPDSA
+        assert isinstance(sa_note.fixed, UsersaInfo)
+        assert (sa_note.fixed.id.spi, sa_note.fixed.lft) == (0x4000, longer)
+        vectors.keep_xfrm("updsa_notification", sa_note, "UPDSA to the SA group: SA 0x4000 with its new lifetimes")
+
+        moved = tunnel_policy(NEW)
+        assert isinstance(moved.fixed, UserpolicyInfo)
+        expiring = replace(moved.fixed, lft=LifetimeCfg(soft_add_expires_seconds=1, hard_add_expires_seconds=4))
+        started = time.monotonic()
+        [ack] = netlink.request(XfrmMessage(MsgType.UPDPOLICY, ACK, fixed=expiring, attrs=moved.attrs))
+        assert isinstance(ack, NetlinkError)
+        assert ack.error == 0, ack
+        [policy_note] = _heard(listener, 1)
+        assert policy_note.type == MsgType.UPDPOLICY
+        assert [t.saddr for a in policy_note.all(Templates) for t in a.templates] == [NEW]
+        vectors.keep_xfrm(
+            "updpolicy_notification",
+            policy_note,
+            "UPDPOLICY to the policy group: MH policy, template at the new CoA",
+        )
+
+        expiries: list[XfrmMessage] = []
+        while len(expiries) < 2 and time.monotonic() - started < 10:
+            expiries += [m for m in _heard(listener, 1, timeout=10) if m.type == MsgType.POLEXPIRE]
+        soft, hard = expiries
+        assert isinstance(soft.fixed, UserPolexpire)
+        assert isinstance(hard.fixed, UserPolexpire)
+        assert (soft.fixed.hard, hard.fixed.hard) == (0, 1)
+        assert hard.fixed.pol.sel == MH_SELECTOR
+        vectors.keep_xfrm("polexpire_hard", hard, "POLEXPIRE (hard) of the MH policy 4 s after it was updated")
+    finally:
+        listener.close()
+
+
+def _heard(listener: Netlink, count: int, timeout: float = 5.0) -> list[XfrmMessage]:
+    """The next ``count`` XFRM messages the listener hears."""
+    heard: list[XfrmMessage] = []
+    while len(heard) < count:
+        heard += [m for m in listener.receive(timeout) if isinstance(m, XfrmMessage)]
+    return heard
 
 
 def test_the_policy_group_hears_a_flush(netlink: Netlink, vectors: Vectors) -> None:
