@@ -330,6 +330,19 @@ def test_padding_options_are_accepted_with_a_note() -> None:
     assert statement.notes[0].startswith("conf:1:31: note: -f zero-pad has no effect")
 
 
+def test_the_limits_linux_keeps_are_accepted_up_to_the_limit() -> None:
+    assert sa_of("add 10.0.0.1 10.0.0.2 esp 300 -r 255 -E null;").sa.replay_window == 255
+    assert sa_of("add 10.0.0.1 10.0.0.2 ipcomp 0xffff -C deflate;").sa.spi == 0xFFFF
+    six = policy_of("spdadd 10.0.0.1 10.0.0.2 any -P out ipsec " + "esp/transport//require " * 6 + ";")
+    assert len(six.policy.templates) == 6
+    assert one("getspi 10.0.0.1 10.0.0.2 ipcomp 0xffff;") == GetSPI(
+        ip_address("10.0.0.1"), ip_address("10.0.0.2"), IPCOMP, 0xFFFF
+    )
+    assert one("get 10.0.0.1 10.0.0.2 ipcomp 0x10000;") == GetSA(  # finding one is Linux's business
+        ip_address("10.0.0.1"), ip_address("10.0.0.2"), IPCOMP, 0x10000
+    )
+
+
 def test_family_flags() -> None:
     assert isinstance(one("delete -46n ::1 ::2 esp 300;"), DeleteSA)
     assert isinstance(one("spdadd -4 10.0.0.1 10.0.0.2 any -P out none;"), SpdAdd)
@@ -478,6 +491,19 @@ SPD = "spdadd 10.0.0.1 10.0.0.2 any -P out"
         ("; flush;", "1:1", "expected a statement (add,"),
         ("flush esp ah;", "1:11", 'expected ";" to end the flush statement, found "ah"'),
         ("getspi 10.0.0.1 10.0.0.2 esp 0 -m tunnel;", "1:32", 'expected ";" to end the getspi statement, found "-m"'),
+        # limits Linux keeps, refused before anything runs rather than halfway through
+        (f"{ADD} -r 256 -E null;", "1:37", "a replay window size (PF_KEY's field is one byte) must be at most 255"),
+        (
+            f"{SPD} ipsec " + "esp/transport//require " * 7 + ";",
+            "1:181",
+            "a policy holds at most 6 requests (Linux's XFRM_MAX_DEPTH)",
+        ),
+        ("add 10.0.0.1 10.0.0.2 ipcomp 0x10000 -C deflate;", "1:30", "an ipcomp SPI is its 16-bit CPI: at most 0xffff"),
+        (
+            "getspi 10.0.0.1 10.0.0.2 ipcomp 65536;",
+            "1:33",
+            "an ipcomp SPI is its 16-bit CPI: at most 0xffff, not 65536",
+        ),
     ],
 )
 def test_mistakes_are_reported_where_they_are(text: str, where: str, message: str) -> None:

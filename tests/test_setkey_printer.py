@@ -54,6 +54,11 @@ protocols = st.sampled_from([ESP, AH, IPCOMP])
 modes = st.sampled_from(list(Mode))
 directions = st.sampled_from(list(Dir))
 spis = st.integers(256, U32)
+MAX_CPI = 0xFFFF  # an IPComp SA's SPI is its 16-bit CPI
+
+
+def spis_of(proto: int) -> st.SearchStrategy[int]:
+    return st.integers(256, MAX_CPI) if proto == IPCOMP else spis
 
 
 def addresses(version: int) -> st.SearchStrategy[IPAddress]:
@@ -102,8 +107,8 @@ def security_associations(draw: st.DrawFn) -> SecurityAssociation:
     times, sizes = st.integers(0, U64), st.integers(0, U64)
     lifetime = Lifetime(soft_bytes=draw(sizes), hard_bytes=draw(sizes), soft_add=draw(times), hard_add=draw(times))
     return SecurityAssociation(
-        src, dst, draw(spis), proto, draw(modes), draw(st.integers(0, U32)), auth, enc, aead, comp,
-        draw(st.integers(0, U32)), lifetime=lifetime, encap=encap,
+        src, dst, draw(spis_of(proto)), proto, draw(modes), draw(st.integers(0, U32)), auth, enc, aead, comp,
+        draw(st.integers(0, 255)), lifetime=lifetime, encap=encap,
     )  # fmt: skip
 
 
@@ -152,8 +157,9 @@ def _sa_ids(make: type[GetSA] | type[DeleteSA]) -> st.SearchStrategy[Statement]:
 
 statements: st.SearchStrategy[Statement] = st.one_of(
     st.builds(AddSA, security_associations(), st.booleans()),
-    st.builds(lambda p, proto, spi, reqid: GetSPI(p[0], p[1], proto, spi, reqid),
-              pairs(), protocols, st.just(0) | spis, st.integers(0, U32)),
+    st.builds(lambda p, proto_spi, reqid: GetSPI(p[0], p[1], proto_spi[0], proto_spi[1], reqid),
+              pairs(), protocols.flatmap(lambda proto: st.tuples(st.just(proto), st.just(0) | spis_of(proto))),
+              st.integers(0, U32)),
     _sa_ids(GetSA),
     _sa_ids(DeleteSA),
     st.builds(lambda p, proto: DeleteAll(p[0], p[1], proto), pairs(), protocols),

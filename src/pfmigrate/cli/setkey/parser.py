@@ -59,6 +59,8 @@ SA_MODES = {"transport": Mode.TRANSPORT, "tunnel": Mode.TUNNEL, "beet": Mode.BEE
 PADDING = ("zero-pad", "random-pad", "seq-pad", "nocyclic-seq")
 NATT_PORT = 4500
 U32, U64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
+MAX_REPLAY = 0xFF  # PF_KEY's sadb_sa_replay is one byte (a wider window needs XFRM's ESN)
+MAX_CPI = 0xFFFF  # an IPComp SA's SPI is its 16-bit CPI (RFC 3173); Linux refuses a larger one
 
 
 def parse(text: str, source: str = "<stdin>", first_line: int = 1) -> list[Statement]:
@@ -120,19 +122,22 @@ def _protocol(cur: Cursor) -> tuple[Token, int]:
     return token, PROTOCOLS[token.text]
 
 
-def _spi(cur: Cursor, *, new: bool = True, zero: bool = False) -> int:
-    """An SPI; a ``new`` SA's is not one of the reserved (``zero``: except 0, "any")."""
+def _spi(cur: Cursor, proto: int, *, new: bool = True, zero: bool = False) -> int:
+    """An SPI; a ``new`` SA's is not one of the reserved (``zero``: except 0, "any"),
+    and an IPComp one fits its 16-bit CPI."""
     token = cur.word("an SPI (a number, decimal or 0x hex)")
     spi = words.number(token, "an SPI", U32)
     if new and spi < 256 and not (zero and spi == 0):
         token.fail("SPIs 0 to 255 are reserved (RFC 4303); choose one from 256 up")
+    if new and proto == IPCOMP and spi > MAX_CPI:
+        token.fail(f"an ipcomp SPI is its 16-bit CPI: at most {MAX_CPI:#x}, not {token.text}")
     return spi
 
 
 def _simple_sa(cur: Cursor, start: Token, *, spi: bool = True) -> tuple[IPAddress, IPAddress, int, int]:
     src, dst, _, _, _ = _pair(cur)  # Linux finds an SA by destination, SPI and protocol alone
     _, proto = _protocol(cur)
-    number = _spi(cur, new=False) if spi else 0
+    number = _spi(cur, proto, new=False) if spi else 0
     cur.end(start)
     return src, dst, proto, number
 
@@ -153,7 +158,7 @@ def _deleteall(cur: Cursor, start: Token) -> Statement:
 def _getspi(cur: Cursor, start: Token) -> Statement:
     src, dst, _, _, _ = _pair(cur)
     _, proto = _protocol(cur)
-    spi = _spi(cur, zero=True)
+    spi = _spi(cur, proto, zero=True)
     reqid = 0
     if cur.accept("-u"):  # the key-engine interface allocates an SPI for a reqid, without a mode
         reqid = words.decimal(cur.word("a reqid"), "a reqid", U32)
@@ -208,7 +213,8 @@ def _option(cur: Cursor, option: Token, parts: _SAParts) -> None:
             token.expected("a mode (transport, tunnel, beet, any)")
         parts.mode = SA_MODES[token.text]
     elif name == "-r":
-        parts.replay = words.decimal(cur.word("a replay window size"), "a replay window size", U32)
+        size = cur.word("a replay window size")
+        parts.replay = words.decimal(size, "a replay window size (PF_KEY's field is one byte)", MAX_REPLAY)
     elif name == "-u":
         parts.reqid = words.decimal(cur.word("a reqid (the policy's unique:N)"), "a reqid", U32)
     elif name in LIFETIMES:
@@ -258,7 +264,7 @@ def _add(cur: Cursor, start: Token) -> Statement:
         oa = words.address(cur.take())
     if not udp and (sport is not None or dport is not None):
         src_token.fail("a port on an SA's address is for esp-udp (ESP in UDP) only")
-    spi = _spi(cur)
+    spi = _spi(cur, proto)
     parts = _SAParts()
     while cur.at_option():
         _option(cur, cur.take(), parts)

@@ -46,6 +46,7 @@ REQUEST_MODES = {"transport": Mode.TRANSPORT, "tunnel": Mode.TUNNEL, "beet": Mod
 PRIORITY_BASES = {"low": 0xC0000000, "def": 0x80000000, "high": 0x40000000}
 DEFAULT_PRIORITY = PRIORITY_BASES["def"]
 MAX_UNIQUE_ID = 0x3FFF  # Linux replaces a larger one with a reqid of its own choosing
+MAX_REQUESTS = 6  # Linux's XFRM_MAX_DEPTH: a policy with more templates is refused
 
 
 def selector(cur: Cursor, families: set[int]) -> Selector:
@@ -129,7 +130,10 @@ def policy(cur: Cursor) -> tuple[Dir, int, Action, tuple[Template, ...]]:
     action = ACTIONS[token.text]
     templates: list[Template] = []
     while action is Action.IPSEC and cur.peek().kind is Kind.WORD:
-        templates.append(request(cur.take()))
+        token = cur.take()
+        if len(templates) == MAX_REQUESTS:
+            token.fail(f"a policy holds at most {MAX_REQUESTS} requests (Linux's XFRM_MAX_DEPTH)")
+        templates.append(request(token))
     return direction, priority, action, tuple(templates)
 
 
