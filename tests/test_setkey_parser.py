@@ -504,6 +504,17 @@ SPD = "spdadd 10.0.0.1 10.0.0.2 any -P out"
             "1:33",
             "an ipcomp SPI is its 16-bit CPI: at most 0xffff, not 65536",
         ),
+        # a ";" left out before the next statement, after a request list
+        (
+            f"{SPD} ipsec esp/transport//require\nspdadd 10.0.0.1 10.0.0.3 any -P out none;",
+            "2:1",
+            'expected ";" to end the spdadd statement of line 1, found "spdadd"',
+        ),
+        (
+            f"{SPD} ipsec esp/transport//require bogus;",
+            "1:66",
+            'expected ";" to end the spdadd statement, found "bogus"',
+        ),
     ],
 )
 def test_mistakes_are_reported_where_they_are(text: str, where: str, message: str) -> None:
@@ -534,6 +545,7 @@ OLD, NEW = "esp/tunnel/::3-::2/require", "esp/tunnel/::4-::2/require"
         (f"{MIGRATE} {OLD} {NEW} -k ::4;", "1:85", "expected two addresses joined by a hyphen"),
         (f"{MIGRATE} {OLD} {NEW} -k ::4[1]-::2;", "1:85", "key-manager addresses have no ports"),
         (f"{MIGRATE} {OLD} {NEW} -x;", "1:82", 'expected ";" to end the migrate statement, found "-x"'),
+        (f"{MIGRATE} {OLD} {NEW}\nflush;", "2:1", 'expected ";" to end the migrate statement of line 1, found "flush"'),
     ],
 )
 def test_migrate_mistakes(text: str, where: str, message: str) -> None:

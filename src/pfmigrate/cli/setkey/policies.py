@@ -129,12 +129,22 @@ def policy(cur: Cursor) -> tuple[Dir, int, Action, tuple[Template, ...]]:
         token.expected("an action (ipsec, none, discard)")
     action = ACTIONS[token.text]
     templates: list[Template] = []
-    while action is Action.IPSEC and cur.peek().kind is Kind.WORD:
+    while action is Action.IPSEC and _at_request(cur):
         token = cur.take()
         if len(templates) == MAX_REQUESTS:
             token.fail(f"a policy holds at most {MAX_REQUESTS} requests (Linux's XFRM_MAX_DEPTH)")
         templates.append(request(token))
     return direction, priority, action, tuple(templates)
+
+
+def _at_request(cur: Cursor) -> bool:
+    """Whether a request comes next: a word with a "/", or a bare protocol (a request
+    missing its mode). Any other word ends the list, so that a ";" left out before the
+    next statement is reported as such."""
+    token = cur.peek()
+    if token.kind is not Kind.WORD or cur.at_option():
+        return False
+    return "/" in token.text or token.text in REQUEST_PROTOCOLS
 
 
 def delete_direction(cur: Cursor) -> Dir:
@@ -236,7 +246,7 @@ def migrate(cur: Cursor, chosen: Selector) -> MigrateRequest:
     direction = _direction(cur)
     cur.accept("ipsec")
     requests: list[tuple[Token, Template]] = []
-    while cur.peek().kind is Kind.WORD and not cur.at_option():
+    while _at_request(cur):
         token = cur.take()
         requests.append((token, request(token)))
     if not requests:
