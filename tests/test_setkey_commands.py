@@ -294,6 +294,14 @@ def test_getspi_and_update(engine: KeyEngine) -> None:
     assert sa.enc.name == "cbc(aes)"
 
 
+def test_getspi_with_the_extensions_of_an_add(engine: KeyEngine) -> None:
+    run = Run(engine, "getspi 10.0.0.1 10.0.0.2 esp 0x4242 -m any -u 5 -r 64;")
+    assert run.errors == ["conf:1:49: note: -r has no effect on getspi: Linux's larval SA has a mode and a reqid only"]
+    assert run.out.getvalue().startswith(
+        "10.0.0.1 10.0.0.2\n\tesp spi=16962(0x00004242) reqid=5(0x00000005) state=larval"
+    )
+
+
 def test_exit_stops_the_run(engine: KeyEngine) -> None:
     run = Run(engine, "spdadd ::1 ::2 any -P out none; exit; spdflush;")
     assert run.went_on is False

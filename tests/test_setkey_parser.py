@@ -343,6 +343,17 @@ def test_the_limits_linux_keeps_are_accepted_up_to_the_limit() -> None:
     )
 
 
+def test_getspi_takes_the_extensions_setkey_documents() -> None:
+    statement = one("getspi 10.0.0.1 10.0.0.2 esp 0x2000 -m transport -u 5 -r 64 -lh 30 -f zero-pad;")
+    assert statement == GetSPI(ip_address("10.0.0.1"), ip_address("10.0.0.2"), ESP, 0x2000, 5)
+    assert isinstance(statement, GetSPI)
+    assert [note.split(": note: ")[0] for note in statement.notes] == ["conf:1:55", "conf:1:61", "conf:1:68"]
+    assert statement.notes[0].endswith("-r has no effect on getspi: Linux's larval SA has a mode and a reqid only")
+    assert one("getspi 10.0.0.1 10.0.0.2 esp 0 -m any;") == GetSPI(
+        ip_address("10.0.0.1"), ip_address("10.0.0.2"), ESP, 0
+    )
+
+
 def test_family_flags() -> None:
     assert isinstance(one("delete -46n ::1 ::2 esp 300;"), DeleteSA)
     assert isinstance(one("spdadd -4 10.0.0.1 10.0.0.2 any -P out none;"), SpdAdd)
@@ -490,7 +501,9 @@ SPD = "spdadd 10.0.0.1 10.0.0.2 any -P out"
         ("spddelete 10.0.0.1 10.0.0.2 any;", "1:32", 'expected "-P" and a policy, found ";"'),
         ("; flush;", "1:1", "expected a statement (add,"),
         ("flush esp ah;", "1:11", 'expected ";" to end the flush statement, found "ah"'),
-        ("getspi 10.0.0.1 10.0.0.2 esp 0 -m tunnel;", "1:32", 'expected ";" to end the getspi statement, found "-m"'),
+        ("getspi 10.0.0.1 10.0.0.2 esp 0 -m tunnel;", "1:32", "getspi cannot ask for a tunnel-mode SA"),
+        ("getspi 10.0.0.1 10.0.0.2 esp 0 -E null;", "1:32", "-E has no place in getspi"),
+        ("getspi 10.0.0.1 10.0.0.2 esp 0 -u 5 -x;", "1:37", "expected an option (-m, -r, -u"),
         # limits Linux keeps, refused before anything runs rather than halfway through
         (f"{ADD} -r 256 -E null;", "1:37", "a replay window size (PF_KEY's field is one byte) must be at most 255"),
         (

@@ -9,7 +9,8 @@
 Statements end with ";", may span lines, and "#" starts a comment:
 
   add [-46n] SRC DST PROTOCOL SPI [EXTENSIONS] ALGORITHMS ;   (update: the same)
-  getspi [-46n] SRC DST PROTOCOL SPI [-u REQID] ;             (SPI 0: the engine picks)
+  getspi [-46n] SRC DST PROTOCOL SPI [EXTENSIONS] ;           (SPI 0: the engine picks; -u REQID counts,
+                                                              -m transport|any only, the rest has no effect)
   get | delete [-46n] SRC DST PROTOCOL SPI ;
   deleteall [-46n] SRC DST PROTOCOL ;
   flush [PROTOCOL] ;   dump [PROTOCOL] ;

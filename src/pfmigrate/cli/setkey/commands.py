@@ -55,7 +55,7 @@ class Options:
 
 def notes(statements: Iterable[Statement]) -> list[str]:
     """What the parser noted (options accepted without effect), each with its place."""
-    return [note for s in statements if isinstance(s, AddSA) for note in s.notes]
+    return [note for s in statements if isinstance(s, AddSA | GetSPI) for note in s.notes]
 
 
 def forward_copy(policy: Policy) -> Policy:

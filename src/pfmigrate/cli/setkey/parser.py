@@ -155,17 +155,6 @@ def _deleteall(cur: Cursor, start: Token) -> Statement:
     return DeleteAll(src, dst, proto, at=_where(start))
 
 
-def _getspi(cur: Cursor, start: Token) -> Statement:
-    src, dst, _, _, _ = _pair(cur)
-    _, proto = _protocol(cur)
-    spi = _spi(cur, proto, zero=True)
-    reqid = 0
-    if cur.accept("-u"):  # the key-engine interface allocates an SPI for a reqid, without a mode
-        reqid = words.decimal(cur.word("a reqid"), "a reqid", U32)
-    cur.end(start)
-    return GetSPI(src, dst, proto, spi, reqid, at=_where(start))
-
-
 def _one_protocol(cur: Cursor, start: Token) -> int:
     proto = _protocol(cur)[1] if cur.peek().kind is Kind.WORD else 0
     cur.end(start)
@@ -200,6 +189,7 @@ ALGORITHM_TABLES = {
     "-C": ("a compression algorithm", transforms.COMPRESSION),
 }
 OPTIONS = "an option (-m, -r, -u, -f, -lh, -ls, -bh, -bs) or an algorithm (-E, -A, -C)"
+GETSPI_IGNORED = ("-r", "-lh", "-ls", "-bh", "-bs", "-R")  # (-f has its own note)
 
 
 def _option(cur: Cursor, option: Token, parts: _SAParts) -> None:
@@ -253,6 +243,39 @@ def _algorithm(cur: Cursor, what: str, table: dict[str, Transform], option: Toke
     if 8 * len(key) not in transform.key_bits:
         key_token.fail(f"{transform.name} takes {transform.lengths()}, and this key has {8 * len(key)} bits")
     return option, transform, key
+
+
+def _getspi(cur: Cursor, start: Token) -> Statement:
+    """``getspi src dst protocol spi [extensions]``: setkey takes an ``add``'s extensions."""
+    src, dst, _, _, _ = _pair(cur)
+    _, proto = _protocol(cur)
+    spi = _spi(cur, proto, zero=True)
+    parts = _SAParts()
+    while cur.at_option():
+        option = cur.take()
+        _option(cur, option, parts)
+        _getspi_option(option, parts)
+    cur.end(start)
+    return GetSPI(src, dst, proto, spi, parts.reqid, _where(start), tuple(parts.notes))
+
+
+def _getspi_option(option: Token, parts: _SAParts) -> None:
+    """What becomes of an extension read by ``_option`` in a getspi: Linux's GETSPI makes
+    the larval SA from its addresses, mode and reqid alone, and pfmigrate's key-engine
+    interface asks for an SPI by reqid, in transport mode."""
+    name = option.text
+    if name in ALGORITHM_TABLES:
+        option.fail(f"{name} has no place in getspi: the update that completes the larval SA gives its algorithms")
+    if name == "-m" and parts.mode is not Mode.TRANSPORT:
+        option.fail(
+            f"getspi cannot ask for a {parts.mode.value}-mode SA: pfmigrate's key-engine interface allocates "
+            f"an SPI without a mode (transport); give -m {parts.mode.value} to the update that completes the SA"
+        )
+    if name in GETSPI_IGNORED:
+        where = f"{option.source}:{option.line}:{option.column}"
+        parts.notes.append(
+            f"{where}: note: {name} has no effect on getspi: Linux's larval SA has a mode and a reqid only"
+        )
 
 
 def _add(cur: Cursor, start: Token) -> Statement:

@@ -50,6 +50,7 @@ class GetSPI:
     spi: int
     reqid: int = 0
     at: Where = field(default=NOWHERE, compare=False)
+    notes: tuple[str, ...] = field(default=(), compare=False)  # "file:line:column: note: ..."
     verb = "getspi"
 
 
