@@ -3,6 +3,7 @@ mistake reported at its file, line and column with what was expected there."""
 
 from __future__ import annotations
 
+import socket
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
@@ -352,6 +353,15 @@ def test_getspi_takes_the_extensions_setkey_documents() -> None:
     assert one("getspi 10.0.0.1 10.0.0.2 esp 0 -m any;") == GetSPI(
         ip_address("10.0.0.1"), ip_address("10.0.0.2"), ESP, 0
     )
+
+
+@pytest.mark.parametrize(("name", "number"), [("igmp", 2), ("ospf", 89), ("ipip", 94), ("l2tp", 115), ("udplite", 136)])
+def test_upper_layer_protocols_by_their_names_in_etc_protocols(name: str, number: int) -> None:
+    try:
+        socket.getprotobyname(name)
+    except OSError:
+        pytest.skip(f"this system's protocols database does not name {name}")
+    assert policy_of(f"spdadd 10.0.0.1 10.0.0.2 {name} -P out none;").policy.selector.proto == number
 
 
 def test_family_flags() -> None:

@@ -29,7 +29,8 @@ Statements end with ";", may span lines, and "#" starts a comment:
                      hmac-ripemd160 aes-xcbc-mac null (null takes no key)
               KEY: "a double-quoted string" or 0x and hex digits, of a length the algorithm takes
   SRC_RANGE   ADDRESS[/PREFIXLEN][[PORT]]   (PORT: a number or any)
-  UPPERSPEC   any, tcp, udp, icmp, icmp6, gre, sctp, 135 (Mobility Header) or 0-255;
+  UPPERSPEC   any, tcp, udp, icmp, icmp6, gre, sctp, 135 (Mobility Header), a name from /etc/protocols
+              or 0-255;
               icmp, icmp6 and 135 may take TYPE[,CODE], gre a KEY
   POLICY      -P in|out|fwd [prio[rity] OFFSET | prio low|def|high [+|- N]] discard|none|ipsec REQUEST...
   REQUEST     esp|ah|ipcomp/transport|tunnel|beet/[SRC-DST]/[default|use|require|unique:ID]

@@ -9,6 +9,7 @@ default, as setkey gives it.
 
 from __future__ import annotations
 
+import socket
 from ipaddress import IPv4Address, ip_address
 
 from pfmigrate.cli.setkey import words
@@ -37,6 +38,7 @@ UPPER = {
 }  # fmt: skip
 UPPER_NAMES = {0: "any", 1: "icmp", 4: "ipencap", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre",
                58: "ipv6-icmp", 132: "sctp", 135: "mobility-header"}  # fmt: skip
+UPPER_WHAT = "an upper-layer protocol (any, tcp, udp, icmp, icmp6, gre, 135, or 0-255)"
 TYPED = frozenset({1, 58, 135})  # ICMP, ICMPv6, Mobility Header: type,code in the port fields
 GRE = 47
 DIRECTIONS = {"in": Dir.IN, "out": Dir.OUT, "fwd": Dir.FWD}
@@ -57,7 +59,7 @@ def selector(cur: Cursor, families: set[int]) -> Selector:
     dst, dport = _range(cur, "a destination address range", families)
     if dst.version != src.version:
         dst_token.fail(f"{dst} is not of the same address family as {src}")
-    proto = upper(cur.word("an upper-layer protocol (any, tcp, udp, icmp, icmp6, gre, 135, or 0-255)"))
+    proto = upper(cur.word(UPPER_WHAT))
     sport, dport = sport or 0, dport or 0
     special = proto in TYPED or proto == GRE
     if special and (sport or dport):
@@ -85,10 +87,21 @@ def _range(cur: Cursor, what: str, families: set[int]) -> tuple[IPNetwork, int |
 
 
 def upper(token: Token) -> int:
+    """A protocol by setkey's names, by number, or by its name in ``/etc/protocols``
+    (igmp, ospf, udplite...), which setkey looks up too."""
     proto = UPPER.get(token.text)
     if proto is None:
-        proto = words.decimal(token, "an upper-layer protocol (any, tcp, udp, icmp, icmp6, gre, 135, or 0-255)", 255)
+        proto = _system_protocol(token.text)
+    if proto is None:
+        proto = words.decimal(token, UPPER_WHAT, 255)
     return 0 if proto == 255 else proto  # 255 is PF_KEY's "any"
+
+
+def _system_protocol(name: str) -> int | None:
+    try:
+        return socket.getprotobyname(name)
+    except (OSError, ValueError):  # unknown, or no name at all (a NUL byte, a lone surrogate)
+        return None
 
 
 def _type_code(token: Token) -> tuple[int, int]:
