@@ -302,6 +302,18 @@ def test_getspi_with_the_extensions_of_an_add(engine: KeyEngine) -> None:
     )
 
 
+def test_a_larval_sa_is_dumped_without_algorithms(engine: KeyEngine) -> None:
+    text = Run(
+        engine, "getspi 10.0.0.1 10.0.0.2 esp 0x2000; getspi 10.0.0.1 10.0.0.2 ipcomp 0x3000; dump;"
+    ).out.getvalue()
+    assert "\tesp mode=transport spi=8192(0x00002000) reqid=0(0x00000000)\n\tseq=0x00000000 " in text
+    assert "\tipcomp mode=transport spi=12288(0x00003000) reqid=0(0x00000000)\n\tseq=0x00000000 " in text
+    assert "\tE: " not in text
+    assert "\tC: " not in text
+    dumped = json.loads(Run(engine, "dump;", Options(json=True)).out.getvalue())
+    assert [(sa["state"], sa["enc"], sa["aead"], sa["comp"]) for sa in dumped] == [("larval", None, None, None)] * 2
+
+
 def test_exit_stops_the_run(engine: KeyEngine) -> None:
     run = Run(engine, "spdadd ::1 ::2 any -P out none; exit; spdflush;")
     assert run.went_on is False

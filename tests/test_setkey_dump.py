@@ -3,11 +3,13 @@ unless asked for."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from ipaddress import ip_address, ip_network
 
 import pytest
 
+from pfmigrate.backends import pfkey_ops
 from pfmigrate.cli.setkey.dump import policy_entry, priority_text, request_text, sa_entry, sad, selector_text, spd
 from pfmigrate.model import (
     AH,
@@ -27,6 +29,7 @@ from pfmigrate.model import (
     Selector,
     Template,
 )
+from pfmigrate.pfkey import SA, EncAlg, KeyEncrypt, MsgType
 
 NOW = 1_700_000_000.0
 ADDED = 1_699_999_000
@@ -103,6 +106,32 @@ def test_ipcomp_and_esp_in_udp() -> None:
         "\tesp-udp mode=tunnel spi=28673(0x00007001) reqid=0(0x00000000)",
         "\tNAT OA=10.0.0.7",
     ]
+
+
+def as_linux_answers(sa: SecurityAssociation, encrypt: EncAlg, *, key: bool) -> SecurityAssociation:
+    """``sa`` read back from a PF_KEY message whose SA extension names ``encrypt``, with
+    or without the encryption key's extension."""
+    msg = pfkey_ops.sa_message(MsgType.ADD, sa)
+    extensions = [dataclasses.replace(e, encrypt=encrypt) if isinstance(e, SA) else e for e in msg.extensions]
+    kept = [e for e in extensions if key or not isinstance(e, KeyEncrypt)]
+    return pfkey_ops.sa_from(dataclasses.replace(msg, extensions=tuple(kept)))
+
+
+def test_a_larval_sa_shows_no_algorithm() -> None:
+    larval = SecurityAssociation(ip_address("10.0.0.1"), ip_address("10.0.0.2"), 0x2000, ESP, state=SAState.LARVAL)
+    for proto in (ESP, IPCOMP):  # what Linux answers for an SA made by GETSPI: algorithm 0, no key
+        read = as_linux_answers(dataclasses.replace(larval, proto=proto), EncAlg.NONE, key=False)
+        assert (read.enc, read.aead, read.comp) == (None, None, None)
+        assert sa_entry(read, now=NOW).split("\n")[2].startswith("\tseq=0x00000000 ")
+
+
+def test_an_esp_cipher_pf_key_has_no_number_for_still_shows() -> None:
+    sa = SecurityAssociation(
+        ip_address("10.0.0.1"), ip_address("10.0.0.2"), 300, ESP, enc=Algorithm("cbc(aes)", bytes(16))
+    )
+    read = as_linux_answers(sa, EncAlg.NONE, key=True)  # Linux's encrypt 0, but the key is there, as setkey sees
+    assert read.enc == Algorithm("ealg-0", bytes(16))
+    assert "\tE: ealg-0  (128-bit key hidden; --keys shows it)" in sa_entry(read, now=NOW)
 
 
 def test_dead_sas_only_when_asked_for() -> None:

@@ -249,12 +249,14 @@ def sa_from(msg: Message) -> SecurityAssociation:
         raise DecodeError(3, f"SA message of satype {msg.satype.label} is not ESP, AH or IPComp")
     auth = aead = enc = comp = None
     key_auth, key_enc = msg.get(KeyAuth), msg.get(KeyEncrypt)
+    # Algorithm 0 is none, as in a larval SA (after GETSPI), which setkey shows without an
+    # E: or C: line; an ESP cipher PF_KEY has no number for still comes with its key.
     if proto == IPCOMP:
-        comp = Algorithm(algorithms.COMPRESS.get(sa.encrypt, f"calg-{sa.encrypt}"))
+        comp = Algorithm(algorithms.COMPRESS.get(sa.encrypt, f"calg-{sa.encrypt}")) if sa.encrypt else None
     elif sa.encrypt in algorithms.AEAD:
         name, icv = algorithms.AEAD[sa.encrypt]
         aead = Algorithm(name, key_enc.key if key_enc else b"", icv, key_enc.bits if key_enc else 0)
-    elif sa.encrypt or proto == ESP:
+    elif sa.encrypt or (proto == ESP and key_enc is not None):
         name = algorithms.ENCRYPT.get(sa.encrypt, f"ealg-{sa.encrypt}")
         enc = Algorithm(name, key_enc.key if key_enc else b"", 0, key_enc.bits if key_enc else 0)
     if sa.auth:
