@@ -4,8 +4,11 @@ errors reported with their line while the run goes on, and the command line itse
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from ipaddress import ip_address
@@ -474,3 +477,41 @@ def test_cli_runs_nothing_from_a_file_past_a_limit_of_linux(tmp_path: Path, caps
     )
     assert cli(["-f", str(conf)], capsys) == (1, "", mistake)
     assert cli(["-n", "-f", str(conf)], capsys) == (1, "", mistake)
+
+
+class ClosedPipe(io.StringIO):
+    """Standard output whose reader has gone, as in ``setkey -D | head -1``."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def test_a_reader_that_goes_away_is_not_a_failed_statement(engine: KeyEngine) -> None:
+    session = Session(engine, out=ClosedPipe(), err=io.StringIO())
+    with pytest.raises(BrokenPipeError):
+        session.run(parse("dump;"))
+    assert session.failures == 0
+
+
+def test_cli_ends_quietly_when_its_reader_goes_away(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["setkey", "--backend", "inprocess", "-D"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_setkey_piped_into_head(tmp_path: Path) -> None:
+    conf = tmp_path / "many.conf"  # a dump larger than a pipe holds, so the writer meets the closed end
+    sas = (f"add 10.0.{i // 250}.{i % 250 + 1} 10.1.0.1 esp {0x1000 + i} -E null;\n" for i in range(300))
+    conf.write_text("".join(sas) + "dump;\n")
+    argv = [sys.executable, "-m", "pfmigrate", "setkey", "--backend", "inprocess", "-f", str(conf)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as setkey:
+        assert setkey.stdout is not None
+        assert setkey.stderr is not None
+        first = setkey.stdout.readline()
+        setkey.stdout.close()
+        err = setkey.stderr.read()
+        status = setkey.wait(timeout=60)
+    assert first.endswith(b" 10.1.0.1\n")
+    assert (status, err) == (0, b"")

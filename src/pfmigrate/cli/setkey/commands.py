@@ -94,6 +94,8 @@ class Session:
                 return False
             try:
                 self.execute(statement)
+            except BrokenPipeError:  # our reader left (`setkey -D | head`): not the engine's doing
+                raise
             except OSError as exc:  # KeyEngineError, or the backend's socket failing
                 self.report(statement, exc)
         return True
