@@ -370,6 +370,25 @@ def test_interactive_runs_each_statement_when_its_line_ends() -> None:
     assert str(mistake).startswith("<stdin>:5:8: expected a numeric IPv4 or IPv6 address")
 
 
+UNFINISHED = '<stdin>:3:1: expected ";" to end the spddump statement of line 2, found the end of the input'
+
+
+def test_interactive_reports_a_statement_the_input_ends_inside() -> None:
+    text = "spdflush;\nspddump\n"
+    batches: list[list[Statement]] = []
+    mistakes: list[SetkeyError] = []
+
+    def handle(statements: list[Statement]) -> bool:
+        batches.append(statements)
+        return True
+
+    interactive(text.splitlines(keepends=True), "<stdin>", handle, mistakes.append)
+    assert [[s.verb for s in batch] for batch in batches] == [["spdflush"]]
+    with pytest.raises(SetkeyError) as piped:
+        parse(text, "<stdin>")
+    assert [str(mistake) for mistake in mistakes] == [str(piped.value)] == [UNFINISHED]
+
+
 def test_decode_points_at_a_byte_that_is_not_utf8() -> None:
     with pytest.raises(SetkeyError, match=r"^f:2:4: this byte is not UTF-8 text$"):
         decode("flush;\nab\u00e9".encode() + b"\xff", "f")
@@ -477,6 +496,20 @@ def test_cli_runs_nothing_from_a_file_past_a_limit_of_linux(tmp_path: Path, caps
     )
     assert cli(["-f", str(conf)], capsys) == (1, "", mistake)
     assert cli(["-n", "-f", str(conf)], capsys) == (1, "", mistake)
+
+
+class Terminal(io.StringIO):
+    """Standard input at a terminal: ``-c`` runs each statement as its line ends."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cli_at_a_terminal_reports_a_statement_left_unfinished(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", Terminal("spdadd ::1 ::2 any -P out discard;\nspddump\n"))
+    assert cli(["-c"], capsys) == (1, "", f"pfmigrate: {UNFINISHED}\n")
 
 
 class ClosedPipe(io.StringIO):

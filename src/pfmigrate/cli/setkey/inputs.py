@@ -34,19 +34,43 @@ def interactive(
     report: Callable[[SetkeyError], None],
 ) -> None:
     """Statements from ``lines`` as they are typed: each line that completes one or
-    more statements hands them to ``handle`` (which says whether to go on)."""
+    more statements hands them to ``handle`` (which says whether to go on). A statement
+    left unfinished at the end of the input is reported, as in a file."""
     pending, first_line, line_number = "", 1, 0
     for line in lines:
         line_number += 1
         pending += line if line.endswith("\n") else line + "\n"
-        try:
-            tokens = tokenize(pending, source, first_line)
-            if len(tokens) > 1 and tokens[-2].kind is not Kind.SEMI:
-                continue  # the statement goes on on the next line
-            statements = parse(pending, source, first_line)
-        except SetkeyError as exc:
-            report(exc)
-            statements = []
+        if _goes_on(pending, source, first_line):
+            continue
+        go_on = _run(pending, source, first_line, handle, report)
         pending, first_line = "", line_number + 1
-        if statements and not handle(statements):
+        if not go_on:
             return
+    if pending:  # the input ended inside a statement: parse reports it there, as for a file
+        _run(pending, source, first_line, handle, report)
+
+
+def _goes_on(pending: str, source: str, first_line: int) -> bool:
+    """Whether the statement goes on on the next line (no ";" after the last word). A
+    mistake the lexer finds is left for ``_run`` to report."""
+    try:
+        tokens = tokenize(pending, source, first_line)
+    except SetkeyError:
+        return False
+    return len(tokens) > 1 and tokens[-2].kind is not Kind.SEMI
+
+
+def _run(
+    text: str,
+    source: str,
+    first_line: int,
+    handle: Callable[[list[Statement]], bool],
+    report: Callable[[SetkeyError], None],
+) -> bool:
+    """The statements of ``text`` handed to ``handle``, or its mistake reported; whether to go on."""
+    try:
+        statements = parse(text, source, first_line)
+    except SetkeyError as exc:
+        report(exc)
+        return True
+    return not statements or handle(statements)
