@@ -548,3 +548,35 @@ def test_setkey_piped_into_head(tmp_path: Path) -> None:
         status = setkey.wait(timeout=60)
     assert first.endswith(b" 10.1.0.1\n")
     assert (status, err) == (0, b"")
+
+
+class Interrupted:
+    """Standard input that Ctrl-C interrupts, piped (read whole) or at a terminal (line by line)."""
+
+    def __init__(self, at_terminal: bool) -> None:
+        self.at_terminal = at_terminal
+
+    def isatty(self) -> bool:
+        return self.at_terminal
+
+    def read(self) -> str:
+        raise KeyboardInterrupt
+
+    def __iter__(self) -> Interrupted:
+        return self
+
+    def __next__(self) -> str:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("at_terminal", [False, True])
+def test_ctrl_c_ends_the_command_with_status_130_and_no_traceback(
+    at_terminal: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", Interrupted(at_terminal))
+    try:
+        status = main(["setkey", "--backend", "inprocess", "-c"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C went through main(): Python prints a traceback and exits with status 2")
+    assert status == 130
+    assert capsys.readouterr() == ("", "pfmigrate: interrupted\n")

@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.run(args)
     except BrokenPipeError:  # `pfmigrate ... | head`
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: the shell's status for SIGINT, not a traceback
+        print("pfmigrate: interrupted", file=sys.stderr)
+        return 130
     except CommandError as exc:
         print(f"pfmigrate: {exc}", file=sys.stderr)
         return 1
