@@ -317,6 +317,13 @@ def test_a_larval_sa_is_dumped_without_algorithms(engine: KeyEngine) -> None:
     assert [(sa["state"], sa["enc"], sa["aead"], sa["comp"]) for sa in dumped] == [("larval", None, None, None)] * 2
 
 
+def test_getspi_of_an_ipcomp_sa_picks_a_16_bit_cpi(engine: KeyEngine) -> None:
+    run = Run(engine, "getspi 10.0.0.1 10.0.0.2 ipcomp 0;")
+    assert run.errors == []
+    [sa] = engine.dump_sas()
+    assert 256 <= sa.spi <= 0xFFFF
+
+
 def test_exit_stops_the_run(engine: KeyEngine) -> None:
     run = Run(engine, "spdadd ::1 ::2 any -P out none; exit; spdflush;")
     assert run.went_on is False

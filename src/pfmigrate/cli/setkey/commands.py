@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from pfmigrate.cli.monitor import describe
 from pfmigrate.cli.setkey import dump
+from pfmigrate.cli.setkey.parser import MAX_CPI
 from pfmigrate.cli.setkey.statements import (
     AddSA,
     DeleteAll,
@@ -41,7 +42,7 @@ from pfmigrate.cli.setkey.statements import (
     Statement,
 )
 from pfmigrate.engine import SPI_RANGE, KeyEngine, KeyEngineError
-from pfmigrate.model import Dir, Policy, SAState, SecurityAssociation
+from pfmigrate.model import IPCOMP, Dir, Policy, SAState, SecurityAssociation
 from pfmigrate.modeljson import event_to_data, to_data
 
 
@@ -56,6 +57,12 @@ class Options:
 def notes(statements: Iterable[Statement]) -> list[str]:
     """What the parser noted (options accepted without effect), each with its place."""
     return [note for s in statements if isinstance(s, AddSA | GetSPI) for note in s.notes]
+
+
+def _spi_range(proto: int) -> tuple[int, int]:
+    """Where the engine picks an SPI for ``getspi ... 0``: an IPComp SA's is its 16-bit
+    CPI, and Linux refuses a range that goes beyond."""
+    return (SPI_RANGE[0], min(SPI_RANGE[1], MAX_CPI)) if proto == IPCOMP else SPI_RANGE
 
 
 def forward_copy(policy: Policy) -> Policy:
@@ -114,7 +121,7 @@ class Session:
             case AddSA(sa=sa, update=update):
                 (engine.update_sa if update else engine.add_sa)(sa)
             case GetSPI(src=src, dst=dst, proto=proto, spi=spi, reqid=reqid):
-                span = (spi, spi) if spi else SPI_RANGE
+                span = (spi, spi) if spi else _spi_range(proto)
                 got = engine.allocate_spi(src, dst, proto, reqid=reqid, spi_range=span)
                 self._emit(
                     {"src": str(src), "dst": str(dst), "proto": proto, "spi": got, "reqid": reqid},
