@@ -31,14 +31,15 @@ def request(mtype: MsgType, seq: int, satype: SAType = SAType.ESP) -> bytes:
 
 
 def read_all(sock: socket.socket, quiet: float = 0.5) -> list[bytes]:
-    """Every message until none has come for ``quiet`` seconds."""
+    """Every message until none has come for ``quiet`` seconds, or keyd hung up."""
     received = []
     sock.settimeout(quiet)
     try:
-        while True:
-            received.append(sock.recv(0x80000))
+        while data := sock.recv(0x80000):
+            received.append(data)
     except TimeoutError:
-        return received
+        pass
+    return received
 
 
 def session_of(server: Server, pid: int) -> Session:
@@ -256,5 +257,5 @@ def test_damaged_counters_are_refused(tmp_path: Path) -> None:
     db.execute("UPDATE meta SET value = value + 1 WHERE name = 'serial'")
     db.commit()
     db.close()
-    with pytest.raises(JournalError, match="the engine's counters are damaged"):
+    with pytest.raises(JournalError, match="the engine's counters are missing or damaged"):
         Journal(path).load()

@@ -55,7 +55,10 @@ def build(args: argparse.Namespace) -> Server:
         group_id(args.admin_group) if args.admin_group else None,
         group_id(args.read_group) if args.read_group else None,
     )
-    args.journal.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        args.journal.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JournalError(f"{args.journal.parent}: cannot make the journal's directory: {exc.strerror}") from exc
     journal = Journal(args.journal)
     engine = Engine(semantics=args.semantics)
     engine.restore(*journal.load())

@@ -15,11 +15,19 @@ go in the same transaction, with a CRC-32 of their own.
 What SQLite itself cannot tell is a write-ahead log cut short after a crash (by a disk
 that lost its cache, or by hand): it drops the torn tail, and with it the transactions
 there, without a word. ``synchronous=FULL`` makes that a matter of failing hardware.
+
+One keyd at a time: the journal file is locked (``flock``, which SQLite's own locks
+leave alone) for as long as it is open, since two engines writing one journal would hand out the same
+serials and each overwrite the other's rows. A journal that cannot be written is found
+out when it is opened, not at the first change after clients were accepted.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import sqlite3
 import zlib
 from pathlib import Path
@@ -49,35 +57,60 @@ class JournalError(Exception):
     """The journal cannot be read or written; the message says which file and why."""
 
 
+def _lock(path: Path) -> int:
+    """An open descriptor of ``path`` holding its exclusive ``flock``."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot open the journal: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise JournalError(f"{path}: the journal is in use by another keyd") from exc
+        raise JournalError(f"{path}: cannot lock the journal: {exc.strerror}") from exc
+    return fd
+
+
 class Journal:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock = _lock(self.path)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            os.close(self._lock)
+            raise JournalError(f"{self.path}: {exc}") from exc
+        try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
             found = self.db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
-            if found is None:
-                self.db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
-            elif found[0] != FORMAT:
+            if found is not None and found[0] != FORMAT:
                 raise JournalError(f"{self.path}: journal format {found[0]}, this keyd reads format {FORMAT}")
-        except sqlite3.Error as exc:
+            # Written even when it is there: a journal that cannot be written fails now.
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (FORMAT,))
+        except (sqlite3.Error, JournalError) as exc:
+            self.close()
+            if isinstance(exc, JournalError):
+                raise
             raise JournalError(f"{self.path}: {exc}") from exc
         self.staged: dict[tuple[str, int], Any] = {}  # the latest row of each key, None: deleted
+        self.written: dict[str, int] = {}  # the counters as the journal holds them
         self.commits = 0
 
     def load(self) -> tuple[list[SARecord], list[PolicyRecord], dict[str, int]]:
         """Everything the journal holds: SAs, policies, counters."""
-        try:
-            rows = self.db.execute("SELECT tbl, key, data, crc FROM rows ORDER BY key").fetchall()
+        try:  # (as bytes: a row whose text a bit flip made invalid is named below, with the others)
+            rows = self.db.execute("SELECT tbl, key, CAST(data AS BLOB), crc FROM rows ORDER BY key").fetchall()
             meta = dict(self.db.execute("SELECT name, value FROM meta").fetchall())
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: {exc}") from exc
         sas, policies = [], []
         for table, key, data, crc in rows:
             try:
-                if not isinstance(data, str) or zlib.crc32(data.encode()) != crc:
+                if not isinstance(data, bytes) or zlib.crc32(data) != crc:
                     raise ValueError("its CRC-32 does not match its contents")
                 loaded = json.loads(data)
                 row: SARecord | PolicyRecord
@@ -95,8 +128,9 @@ class Journal:
                 raise JournalError(f"{self.path}: row {table}/{key} is damaged: {exc}") from exc
         meta.pop("format", None)
         crc = meta.pop(_COUNTERS_CRC, None)
-        if meta and crc != _crc_of(meta):
-            raise JournalError(f"{self.path}: the engine's counters are damaged: their CRC-32 does not match")
+        if (rows or meta) and crc != _crc_of(meta):  # (rows without counters: the counters were lost)
+            raise JournalError(f"{self.path}: the engine's counters are missing or damaged (bad CRC-32)")
+        self.written = dict(meta)
         return sas, policies, meta
 
     def stage(self, changes: list[Change]) -> None:
@@ -105,10 +139,10 @@ class Journal:
             self.staged[(change.table, change.key)] = change.row
 
     def flush(self, counters: dict[str, int]) -> int:
-        """Write what was staged, and the counters, in one durable transaction; the
-        number of rows written."""
+        """Write what was staged, and the counters if they changed, in one durable
+        transaction; the number of rows written."""
         staged, self.staged = self.staged, {}
-        if not staged:
+        if not staged and counters == self.written:
             return 0
         try:
             self.db.execute("BEGIN IMMEDIATE")
@@ -125,8 +159,12 @@ class Journal:
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise JournalError(f"{self.path}: cannot write: {exc}") from exc
+        self.written = dict(counters)
         self.commits += 1
         return len(staged)
 
     def close(self) -> None:
         self.db.close()
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1

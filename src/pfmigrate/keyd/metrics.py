@@ -50,8 +50,7 @@ class Metrics:
             "# TYPE pfmigrate_keyd_messages_total counter",
         ]  # fmt: skip
         lines += [
-            f'pfmigrate_keyd_messages_total{{type="{MsgType.of(t).name}"}} {n}'
-            for t, n in sorted(self.messages.items())
+            f'pfmigrate_keyd_messages_total{{type="{_type_label(t)}"}} {n}' for t, n in sorted(self.messages.items())
         ]
         lines += ["# HELP pfmigrate_keyd_errors_total Requests answered with an error, by errno.",
                   "# TYPE pfmigrate_keyd_errors_total counter"]  # fmt: skip
@@ -63,3 +62,10 @@ class Metrics:
         temporary = path.with_name(path.name + ".tmp")
         temporary.write_text(self.render())
         os.replace(temporary, path)
+
+
+def _type_label(mtype: int) -> str:
+    """A message type's name, or its number for a type PF_KEY does not define (so that
+    each type keeps a series of its own)."""
+    name = MsgType.of(mtype).name
+    return name if name is not None else str(mtype)

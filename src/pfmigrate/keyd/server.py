@@ -21,8 +21,10 @@ import grp
 import logging
 import os
 import pwd
+import select
 import selectors
 import socket
+import stat
 import struct
 import time
 from collections import Counter
@@ -34,6 +36,7 @@ from pfmigrate.keyd.service import Peer, Privilege, Service, Session
 log = logging.getLogger("pfmigrate.keyd")
 
 RECV_SIZE = 0xFFFF * 8 + 16  # room for the largest PF_KEY message
+SO_PEERGROUPS = 59  # (Linux 4.13; Python has no name for it)
 PER_CLIENT = 64  # packets read from one client per turn, so that none starves the others
 METRICS_EVERY = 1.0  # seconds between metrics file updates
 DEFAULT_PER_USER = 64  # connections a user other than an administrator may hold at once
@@ -46,14 +49,28 @@ class ServerError(Exception):
 
 
 def peer_of(sock: socket.socket) -> Peer:
-    """The client's credentials, from the kernel (``SO_PEERCRED``), and its user's groups."""
+    """The client's credentials as the kernel saw them when it connected: ``SO_PEERCRED``
+    and ``SO_PEERGROUPS`` (the groups the process held, not those ``/etc/group`` gives
+    its user: a process may have dropped some, or been given others)."""
     pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-    try:
-        name = pwd.getpwuid(uid).pw_name
-        groups = frozenset(os.getgrouplist(name, gid))
+    return Peer(pid, uid, gid, _peer_groups(sock, uid, gid))
+
+
+def _peer_groups(sock: socket.socket, uid: int, gid: int) -> frozenset[int]:
+    for room in (64, 65536):  # (NGROUPS_MAX is 65536)
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * room)
+        except OSError as exc:
+            if exc.errno == errno.ERANGE:
+                continue
+            if exc.errno != errno.ENOPROTOOPT:
+                raise
+            break
+        return frozenset(struct.unpack(f"{len(raw) // 4}I", raw))
+    try:  # a kernel older than SO_PEERGROUPS: the groups its user is in
+        return frozenset(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
     except KeyError:  # a uid without a passwd entry: its primary group only
-        groups = frozenset()
-    return Peer(pid, uid, gid, groups)
+        return frozenset()
 
 
 def group_id(name: str) -> int:
@@ -64,28 +81,55 @@ def group_id(name: str) -> int:
 
 
 def listen(path: Path, mode: int) -> socket.socket:
-    """A listening socket at ``path``; a stale socket file is replaced, a live one is not."""
-    if path.exists():
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # nobody answers: left behind by a keyd that died
-        else:
-            raise ServerError(f"{path}: another keyd is listening there")
-        finally:
-            probe.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A listening socket at ``path``. A socket file nobody listens on (left by a keyd
+    that died) is replaced; anything else there is left alone and named."""
+    _clear(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ServerError(f"{path.parent}: cannot make the socket's directory: {exc.strerror}") from exc
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         sock.bind(str(path))
+        os.chmod(path, mode)
+        sock.listen(128)
     except OSError as exc:
         sock.close()
         raise ServerError(f"{path}: cannot listen: {exc.strerror}") from exc
-    os.chmod(path, mode)
-    sock.listen(128)
     sock.setblocking(False)
     return sock
+
+
+def _clear(path: Path) -> None:
+    """Remove a stale keyd socket at ``path``, or say why keyd cannot have the path."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ServerError(f"{path}: {exc.strerror}") from exc
+    if not stat.S_ISSOCK(mode):
+        raise ServerError(f"{path}: there is a file there that is not a socket; keyd leaves it alone")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        path.unlink()  # nobody listens: left behind by a keyd that died
+        return
+    except OSError as exc:
+        if exc.errno == errno.EPROTOTYPE:
+            raise ServerError(f"{path}: another program listens there (not a packet socket)") from exc
+        raise ServerError(f"{path}: cannot tell whether the socket there is in use: {exc.strerror}") from exc
+    finally:
+        probe.close()
+    raise ServerError(f"{path}: another keyd is listening there")
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """After ``recv`` read nothing: the client closed (rather than sent an empty packet)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLRDHUP)
+    return any(events & (select.POLLHUP | select.POLLRDHUP) for _, events in poller.poll(0))
 
 
 class Server:
@@ -105,6 +149,7 @@ class Server:
         self.clock = clock
         self.per_user = per_user
         self.listener = listen(path, mode)
+        self._inode = path.stat().st_ino  # (so that close removes this socket, not a successor's)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, None)
         self.sockets: dict[int, socket.socket] = {}  # by session id
@@ -217,8 +262,9 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
-                data = b""
-            if not data:
+                self._drop(session)
+                return
+            if not data and _hung_up(sock):
                 self._drop(session)
                 return
             try:
@@ -243,6 +289,12 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
+                if exc.errno == errno.EMSGSIZE:  # more than its socket takes: lost, as a broadcast to a full queue
+                    log.warning("message too large", extra={"event": "send-error", "session": session.id,
+                                                           "errno": exc.errno, "size": len(box[0])})  # fmt: skip
+                    box.popleft()
+                    self.service.lose(session)
+                    continue
                 if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
                     log.warning("send failed", extra={"event": "send-error", "session": session.id, "errno": exc.errno})
                 self._drop(session)
@@ -267,8 +319,11 @@ class Server:
             self._drop(session)
         self.selector.close()
         self.listener.close()
-        if self.path.exists():
-            self.path.unlink()
+        try:
+            if self.path.stat().st_ino == self._inode:
+                self.path.unlink()
+        except OSError:  # (gone already)
+            pass
         if self.service.journal is not None:
             self.service.journal.close()
         log.info("stopped", extra={"event": "stopped"})

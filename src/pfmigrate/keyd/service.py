@@ -43,8 +43,15 @@ READ_TYPES = frozenset({MsgType.GET, MsgType.DUMP, MsgType.X_SPDGET, MsgType.X_S
 DUMP_TYPES = frozenset({MsgType.DUMP, MsgType.X_SPDDUMP})
 KEY_EXTENSIONS = (8, 9)  # KEY_AUTH, KEY_ENCRYPT
 DEFAULT_OUTBOX = 4096  # messages
+# The longest request keyd takes. Linux's AF_KEY refuses (EMSGSIZE) what does not fit a
+# socket's send buffer (by default 212,992 bytes, less 32); keyd may have to pass a
+# request on whole, with its broadcast number added, through a Unix socket that has the
+# same limit, so it keeps 64 bytes more in hand.
+MAX_REQUEST = 212_992 - 32 - 64
 log = logging.getLogger("pfmigrate.keyd")
 _EXT = struct.Struct("=HH")
+# The SA messages, and X_PROMISC, which passes on whatever extensions it was given.
+_KEYED_TYPES = frozenset({1, 2, 3, 4, 5, 8, 10, MsgType.X_PROMISC})
 
 
 class Privilege(IntEnum):
@@ -103,7 +110,7 @@ def error_reply(data: bytes, code: int) -> bytes:
 
 def without_keys(data: bytes) -> bytes:
     """``data`` with its KEY_AUTH and KEY_ENCRYPT extensions cut out."""
-    if len(data) < 16 or data[1] not in (1, 2, 3, 4, 5, 8, 10):  # only SA messages carry keys
+    if len(data) < 16 or data[1] not in _KEYED_TYPES:
         return data
     parts, pos = [data[:16]], 16
     while pos + 4 <= len(data):
@@ -178,6 +185,9 @@ class Service:
             self.metrics.refused += 1
             self._hold(session, error_reply(data, errno.EPERM))
             return f"not permitted: uid {session.peer.uid} may not send type {mtype}"
+        if len(data) > MAX_REQUEST:
+            self.refuse(session, data, errno.EMSGSIZE)
+            return f"{len(data)} bytes: more than the {MAX_REQUEST} a PF_KEY socket takes"
         if mtype in DUMP_TYPES and session.dump is not None:  # pfkey_dump: one dump at a time per socket
             self.refuse(session, data, errno.EBUSY)
             return "a dump of this client's is not all queued yet"
@@ -206,9 +216,9 @@ class Service:
     def commit(self) -> list[Session]:
         """Make the batch durable, then hand its messages out; the sessions that got some."""
         if self.journal is not None:
-            written = self.journal.flush(self.engine.counters())
-            if written:
-                self.metrics.journal_commits += 1
+            before = self.journal.commits
+            self.journal.flush(self.engine.counters())
+            self.metrics.journal_commits += self.journal.commits - before
         for delivery in self.pending:
             self._deliver(delivery, self.answers)
         self.pending = []
@@ -269,6 +279,12 @@ class Service:
         if session is not None:
             data = delivery.data if session.privilege == Privilege.ADMIN else without_keys(delivery.data)
             self._enqueue(session, data, answer=session.id in asking)
+
+    def lose(self, session: Session) -> None:
+        """A message for ``session`` could not be delivered: it hears that it lost one."""
+        session.lost = True
+        self.metrics.lost += 1
+        self._notice(session)
 
     def _notice(self, session: Session) -> None:
         if session.lost and len(session.outbox) < self.outbox_limit:

@@ -240,7 +240,9 @@ class Engine:
                 self.sad.put(sa.serial, sa)
             for policy in sorted(policies, key=lambda row: row.serial):
                 self.spd.put(policy.serial, policy)
-        self._serial = counters.get("serial", self._serial)
+        # (never below a loaded row's serial: a new row must not take an old one's key)
+        highest = max([sa.serial for sa in sas] + [policy.serial for policy in policies], default=0)
+        self._serial = max(counters.get("serial", self._serial), highest)
         self.idx_generator = counters.get("idx_generator", self.idx_generator)
         self.gen_reqid = counters.get("gen_reqid", self.gen_reqid)
         self.acqseq = counters.get("acqseq", self.acqseq)

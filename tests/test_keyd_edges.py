@@ -1,0 +1,264 @@
+"""keyd at its edges: the paths it is given, messages of sizes Linux refuses, credentials
+as the kernel gives them, what readers may see, and journals it must not trust."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pfmigrate.backends.keyd import LOST_NOTICE, connect
+from pfmigrate.keyd.journal import Journal, JournalError
+from pfmigrate.keyd.metrics import Metrics
+from pfmigrate.keyd.server import Server, ServerError
+from pfmigrate.keyd.service import MAX_REQUEST, AccessRules, Peer, Privilege, Service
+from pfmigrate.pfkey import KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
+from pfmigrate.sadb import Engine
+from tests.keyd_harness import keyd_thread
+from tests.sadb_box import esp_sa
+from tests.test_keyd_limits import _journal_with_two_sas, read_all, request
+
+NOW = 1_800_000_000.0
+
+
+def _server(path: Path) -> Server:
+    return Server(Service(Engine(), None, AccessRules(os.getuid())), path)
+
+
+# --- the socket's path -------------------------------------------------------------------
+
+
+def test_a_file_at_the_socket_path_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "keyd.sock"
+    path.write_text("an operator's notes\n")
+    with pytest.raises(ServerError, match="there is a file there that is not a socket"):
+        _server(path)
+    assert path.read_text() == "an operator's notes\n"
+
+
+def test_the_socket_of_another_program_is_not_taken(tmp_path: Path) -> None:
+    path = tmp_path / "keyd.sock"
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.bind(str(path))
+    other.listen()
+    try:
+        with pytest.raises(ServerError, match="another program listens there"):
+            _server(path)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.connect(str(path))  # its clients still reach it
+    finally:
+        other.close()
+
+
+def test_a_stale_socket_is_replaced_and_removed_at_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "keyd.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    stale.bind(str(path))
+    stale.close()  # a socket file nobody listens on
+    server = _server(path)
+    server.close()
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("make", ["directory", "file-as-parent"])
+def test_a_path_keyd_cannot_use_is_named(tmp_path: Path, make: str) -> None:
+    if make == "directory":
+        path = tmp_path / "adir"
+        path.mkdir()
+    else:
+        (tmp_path / "plain").write_text("")
+        path = tmp_path / "plain" / "keyd.sock"
+    with pytest.raises(ServerError, match=str(path) if make == "directory" else str(path.parent)):
+        _server(path)
+
+
+# --- message sizes ---------------------------------------------------------------------------
+
+
+def _promisc(path: Path) -> socket.socket:
+    sock = connect(path)
+    sock.send(Message(MsgType.X_PROMISC, SAType.of(1), 1, 77).encode())
+    assert any(decode(m).type == MsgType.X_PROMISC for m in read_all(sock, 0.3))
+    return sock
+
+
+def test_a_request_longer_than_linux_takes_is_refused_and_hurts_nobody(tmp_path: Path) -> None:
+    path = tmp_path / "keyd.sock"
+    with keyd_thread(tmp_path):
+        listener = _promisc(path)  # it would get a copy of the raw request
+        big = bytearray(Message(MsgType.GET, SAType.ESP, 5, 4242).encode() + bytes(MAX_REQUEST + 8 - 16))
+        big[4:6] = (len(big) // 8).to_bytes(2, "little")
+        with connect(path) as sender:
+            sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * len(big))
+            sender.send(bytes(big))
+            answer = sender.recv(65536)
+        assert (answer[1], answer[2], len(answer)) == (MsgType.GET, errno.EMSGSIZE, 16)
+        listener.send(request(MsgType.GET, 6))  # still served
+        assert any(m[1] == MsgType.GET and m[9:12] == bytes(3) for m in read_all(listener, 0.3))
+        listener.close()
+
+
+def test_a_message_larger_than_a_clients_socket_takes_is_lost_not_the_client(tmp_path: Path) -> None:
+    path = tmp_path / "keyd.sock"
+    with keyd_thread(tmp_path) as server:
+        victim = connect(path)
+        read_all(victim, 0.2)
+        [session] = [s for s in server.service.sessions.values() if s.id == max(server.service.sessions)]
+        server.sockets[session.id].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # keyd's end, made small
+        big = (KeyAuth.of(bytes(8000)), KeyEncrypt.of(bytes(8000)))  # 16 kB, where 8 kB fit
+        with connect(path) as admin:  # an X_PROMISC goes to every client, whatever it carries
+            admin.send(Message(MsgType.X_PROMISC, SAType.UNSPEC, 1, 4242, extensions=big).encode())
+        received = read_all(victim, 0.5)
+        assert LOST_NOTICE in received
+        victim.send(request(MsgType.GET, 2))
+        assert any(m[1] == MsgType.GET for m in read_all(victim, 0.3))
+        victim.close()
+
+
+def test_an_empty_packet_is_answered_as_linux_answers_it(tmp_path: Path) -> None:
+    with keyd_thread(tmp_path), connect(tmp_path / "keyd.sock") as sock:
+        sock.send(b"")
+        assert sock.recv(65536)[2] == errno.EMSGSIZE
+        sock.send(request(MsgType.GET, 2))  # and the client is still there
+        assert sock.recv(65536)[1] == MsgType.GET
+
+
+# --- credentials and readers -----------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="changing to another uid needs root (CI runs as root)")
+def test_groups_are_those_the_process_holds(open_directory: Path) -> None:
+    """A service given the admin group as a supplementary group (systemd's
+    ``SupplementaryGroups=``) is an administrator, though /etc/group does not say so."""
+    with keyd_thread(open_directory, rules=AccessRules(0, admin_gid=4242)):
+        flush = Message(MsgType.FLUSH, SAType.UNSPEC, 1, 99).encode()
+        assert _errno_as_nobody(open_directory / "keyd.sock", flush, groups=[4242]) == 0
+        assert _errno_as_nobody(open_directory / "keyd.sock", flush, groups=[]) == errno.EPERM
+
+
+def _errno_as_nobody(path: Path, request: bytes, groups: list[int]) -> int:
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setgroups(groups)
+            os.setgid(65534)
+            os.setuid(65534)
+            with connect(path) as sock:
+                sock.send(request)
+                os.write(writer, sock.recv(65536)[2:3])
+        finally:
+            os._exit(0)
+    os.close(writer)
+    answer = os.read(reader, 1)
+    os.close(reader)
+    os.waitpid(child, 0)
+    return answer[0]
+
+
+def test_a_reader_never_sees_what_an_x_promisc_carries() -> None:
+    keys = (KeyAuth.of(bytes(range(32))), KeyEncrypt.of(bytes(range(16))))
+    wrapped = Message(MsgType.X_PROMISC, SAType.UNSPEC, 3, 9, extensions=keys).encode()
+    service = Service(Engine(), None, AccessRules(0, read_gid=50))
+    reader = service.open(Peer(1, 1000, 50))
+    admin = service.open(Peer(2, 0, 0))
+    assert reader.privilege == Privilege.READ
+    service.request(admin, wrapped, NOW)  # X_PROMISC goes to every client
+    service.commit()
+    [seen] = [decode(m) for m in reader.outbox if m[1] == MsgType.X_PROMISC]
+    assert seen.get(KeyAuth) is None
+    assert seen.get(KeyEncrypt) is None
+    assert (seen.seq, seen.extensions) == (3, ())
+
+
+def test_each_unknown_message_type_keeps_a_series_of_its_own() -> None:
+    metrics = Metrics()
+    for mtype in (99, 200, MsgType.GET):
+        metrics.count_message(mtype)
+    lines = [line for line in metrics.render().splitlines() if line.startswith("pfmigrate_keyd_messages_total")]
+    assert lines == [
+        'pfmigrate_keyd_messages_total{type="GET"} 1',
+        'pfmigrate_keyd_messages_total{type="99"} 1',
+        'pfmigrate_keyd_messages_total{type="200"} 1',
+    ]
+
+
+# --- the journal ----------------------------------------------------------------------------
+
+
+def test_one_journal_serves_one_keyd(tmp_path: Path) -> None:
+    first = Journal(tmp_path / "keyd.db")
+    with pytest.raises(JournalError, match="the journal is in use by another keyd"):
+        Journal(tmp_path / "keyd.db")
+    first.close()
+    Journal(tmp_path / "keyd.db").close()  # free again
+
+
+def test_a_journal_with_rows_but_no_counters_is_refused(tmp_path: Path) -> None:
+    path = _journal_with_two_sas(tmp_path)
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM meta WHERE name != 'format'")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="the engine's counters are missing or damaged"):
+        Journal(path).load()
+
+
+def test_a_restored_engine_never_hands_out_a_loaded_serial() -> None:
+    filled = Engine()
+    client = filled.connect()
+    for spi in (0x1000, 0x1001, 0x1002):
+        filled.handle(client, _add(spi), NOW)
+    sas = list(filled.sad.values())
+    restored = Engine()
+    restored.restore(sas, [], {"serial": 1})  # counters older than the rows
+    restored.handle(restored.connect(), _add(0x2000), NOW)
+    assert sorted(sa.spi for sa in restored.sad.values()) == [0x1000, 0x1001, 0x1002, 0x2000]
+
+
+def _add(spi: int) -> bytes:
+    return esp_sa(spi).encode()
+
+
+def test_broadcast_numbers_go_on_after_a_restart(tmp_path: Path) -> None:
+    """A REGISTER changes no row but is a numbered broadcast: its number is kept too."""
+    journal = Journal(tmp_path / "keyd.db")
+    engine = Engine()
+    service = Service(engine, journal, AccessRules(0))
+    session = service.open(Peer(1, 0, 0))
+    for seq in range(3):
+        service.request(session, Message(MsgType.REGISTER, SAType.UNSPEC, seq, 1).encode(), NOW)
+        service.commit()
+    journal.close()
+    journal = Journal(tmp_path / "keyd.db")
+    again = Engine()
+    again.restore(*journal.load())
+    journal.close()
+    assert again.generation == engine.generation == 3
+
+
+def test_a_journal_that_cannot_be_written_is_refused_when_opened(tmp_path: Path) -> None:
+    path = _journal_with_two_sas(tmp_path)
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("this file system has no immutable files (chattr +i)")
+    try:
+        with pytest.raises(JournalError, match=str(path)):
+            Journal(path)
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_row_whose_text_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = _journal_with_two_sas(tmp_path)
+    db = sqlite3.connect(path)
+    key, data = db.execute("SELECT key, CAST(data AS BLOB) FROM rows WHERE tbl = 'sad' ORDER BY key").fetchone()
+    db.execute("UPDATE rows SET data = CAST(? AS TEXT) WHERE tbl = 'sad' AND key = ?", (b"\xff" + data[1:], key))
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match=rf"row sad/{key} is damaged"):
+        Journal(path).load()
