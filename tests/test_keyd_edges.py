@@ -16,7 +16,7 @@ from pfmigrate.backends.keyd import LOST_NOTICE, connect
 from pfmigrate.keyd.journal import Journal, JournalError
 from pfmigrate.keyd.metrics import Metrics
 from pfmigrate.keyd.server import Server, ServerError
-from pfmigrate.keyd.service import MAX_REQUEST, AccessRules, Peer, Privilege, Service
+from pfmigrate.keyd.service import MAX_REQUEST, READER_REGISTERS_PER_SECOND, AccessRules, Peer, Privilege, Service
 from pfmigrate.pfkey import KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
 from pfmigrate.sadb import Engine
 from tests.keyd_harness import keyd_thread
@@ -174,6 +174,24 @@ def test_a_reader_never_sees_what_an_x_promisc_carries() -> None:
     assert seen.get(KeyAuth) is None
     assert seen.get(KeyEncrypt) is None
     assert (seen.seq, seen.extensions) == (3, ())
+
+
+def test_a_reader_cannot_flood_the_key_managers_with_registers() -> None:
+    service = Service(Engine(), None, AccessRules(0, read_gid=50))
+    key_manager = service.open(Peer(1, 0, 0))
+    service.request(key_manager, Message(MsgType.REGISTER, SAType.ESP, 1, 1).encode(), NOW)
+    readers = [service.open(Peer(2, 1000, 50)), service.open(Peer(3, 1000, 50))]  # one user, two sockets
+    errnos = []
+    for second in (NOW, NOW + 0.5, NOW + 1):
+        for i in range(READER_REGISTERS_PER_SECOND):
+            reader = readers[i % 2]
+            service.request(reader, Message(MsgType.REGISTER, SAType.UNSPEC, i, 2).encode(), second)
+            service.commit()
+            errnos.append(reader.outbox.pop()[2])
+    bound = READER_REGISTERS_PER_SECOND
+    assert errnos == [0] * bound + [errno.EAGAIN] * bound + [0] * bound  # (the second half-second is full)
+    heard = [m for m in key_manager.outbox if m[1] == MsgType.REGISTER]
+    assert len(heard) == 1 + 2 * bound
 
 
 def test_each_unknown_message_type_keeps_a_series_of_its_own() -> None:

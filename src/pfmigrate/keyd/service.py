@@ -4,7 +4,9 @@ A ``Session`` is one connected client with its privilege, found from its credent
 
 * ``ADMIN`` (root, keyd's own user, or the admin group) may do everything;
 * ``READ`` (the read group) may look (GET, DUMP, X_SPDGET, X_SPDDUMP) and REGISTER to
-  hear ACQUIRE and EXPIRE; it never sees a key: they are cut out of what it receives;
+  hear ACQUIRE and EXPIRE, a bounded number of times a second (every REGISTER is
+  announced to the key managers); it never sees a key: they are cut out of what it
+  receives;
 * ``NONE``: every request is refused with EPERM, as Linux refuses an AF_KEY socket to
   a process without CAP_NET_ADMIN, and nothing is broadcast to it.
 
@@ -48,6 +50,9 @@ DEFAULT_OUTBOX = 4096  # messages
 # request on whole, with its broadcast number added, through a Unix socket that has the
 # same limit, so it keeps 64 bytes more in hand.
 MAX_REQUEST = 212_992 - 32 - 64
+# REGISTERs a user of the read group may send per second. Each is announced to every
+# registered client: without a bound, a reader could fill the key managers' queues.
+READER_REGISTERS_PER_SECOND = 50
 log = logging.getLogger("pfmigrate.keyd")
 _EXT = struct.Struct("=HH")
 # The SA messages, and X_PROMISC, which passes on whatever extensions it was given.
@@ -147,6 +152,7 @@ class Service:
         self.touched: dict[int, Session] = {}  # sessions whose outbox grew since the last commit
         self.answers: dict[int, Session] = {}  # sessions that asked something in this batch
         self._next = 0
+        self._registers: dict[int, tuple[int, int]] = {}  # reader uid -> (second, REGISTERs in it)
         if journal is not None:
             engine.journal = journal.stage
 
@@ -188,6 +194,9 @@ class Service:
         if len(data) > MAX_REQUEST:
             self.refuse(session, data, errno.EMSGSIZE)
             return f"{len(data)} bytes: more than the {MAX_REQUEST} a PF_KEY socket takes"
+        if mtype == MsgType.REGISTER and session.privilege == Privilege.READ and not self._may_register(session, now):
+            self.refuse(session, data, errno.EAGAIN)
+            return f"uid {session.peer.uid} sent more than {READER_REGISTERS_PER_SECOND} REGISTERs in a second"
         if mtype in DUMP_TYPES and session.dump is not None:  # pfkey_dump: one dump at a time per socket
             self.refuse(session, data, errno.EBUSY)
             return "a dump of this client's is not all queued yet"
@@ -206,6 +215,16 @@ class Service:
         elif mtype == MsgType.X_MIGRATE:
             self.metrics.migrates += 1
         return outcome.reason
+
+    def _may_register(self, session: Session, now: float) -> bool:
+        """Count a reader's REGISTER against its user's bound for this second."""
+        second, count = self._registers.get(session.peer.uid, (-1, 0))
+        if second != int(now):
+            second, count = int(now), 0
+        if count >= READER_REGISTERS_PER_SECOND:
+            return False
+        self._registers[session.peer.uid] = (second, count + 1)
+        return True
 
     def tick(self, now: float) -> None:
         self.pending += self.engine.tick(now)
