@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SYSTEM_PACKAGES := user-mode-linux kmod iproute2 iputils-ping
+SYSTEM_PACKAGES := user-mode-linux kmod iproute2 iputils-ping netbase
 
 .PHONY: run test lint unit kernel bench fuzz vectors system-packages clean
 
@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The kernel tier needs Debian's User-Mode Linux; as root we install what is missing.
+# The kernel tier needs Debian's User-Mode Linux (and setkey's protocol names, netbase's
+# /etc/protocols); as root we install what is missing.
 system-packages:
 	@if [ "$$(id -u)" != 0 ]; then \
 	    echo "not root: not installing $(SYSTEM_PACKAGES) (without them the kernel tier skips)"; \
