@@ -17,9 +17,9 @@ that lost its cache, or by hand): it drops the torn tail, and with it the transa
 there, without a word. ``synchronous=FULL`` makes that a matter of failing hardware.
 
 One keyd at a time: the journal file is locked (``flock``, which SQLite's own locks
-leave alone) for as long as it is open, since two engines writing one journal would hand out the same
-serials and each overwrite the other's rows. A journal that cannot be written is found
-out when it is opened, not at the first change after clients were accepted.
+leave alone) for as long as it is open, since two engines writing one journal would
+hand out the same serials and overwrite each other's rows. A journal that cannot be
+written is found out when it is opened, not at the first change after clients came.
 """
 
 from __future__ import annotations
@@ -91,10 +91,11 @@ class Journal:
                 raise JournalError(f"{self.path}: journal format {found[0]}, this keyd reads format {FORMAT}")
             # Written even when it is there: a journal that cannot be written fails now.
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (FORMAT,))
-        except (sqlite3.Error, JournalError) as exc:
+        except JournalError:
             self.close()
-            if isinstance(exc, JournalError):
-                raise
+            raise
+        except sqlite3.Error as exc:
+            self.close()
             raise JournalError(f"{self.path}: {exc}") from exc
         self.staged: dict[tuple[str, int], Any] = {}  # the latest row of each key, None: deleted
         self.written: dict[str, int] = {}  # the counters as the journal holds them
