@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -96,3 +96,25 @@ class KeydProcess:
 
 
 __all__ = ["HA", "HOA", "NEW", "OLD", "OUT_SELECTOR", "KeydProcess", "keyd_thread", "out_policy", "tunnel_sa"]
+
+
+def as_nobody(call: Callable[[], str], groups: Sequence[int] = ()) -> str:
+    """What ``call`` returns, run in a child process as the user nobody holding ``groups``
+    (the caller must be root)."""
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setgroups(list(groups))
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(writer, call().encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    chunks = []
+    while chunk := os.read(reader, 65536):
+        chunks.append(chunk)
+    os.close(reader)
+    os.waitpid(child, 0)
+    return b"".join(chunks).decode()

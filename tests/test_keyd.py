@@ -8,7 +8,7 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from pfmigrate.model import (
 from pfmigrate.pfkey import KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
 from pfmigrate.sadb import Delivery, Engine, Outcome
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT
-from tests.keyd_harness import HA, NEW, OLD, OUT_SELECTOR, keyd_thread, out_policy, tunnel_sa
+from tests.keyd_harness import HA, NEW, OLD, OUT_SELECTOR, as_nobody, keyd_thread, out_policy, tunnel_sa
 from tests.sadb_box import esp_sa, sa_key
 
 MOVE = MigrateRequest(OUT_SELECTOR, Dir.OUT, (MigrateBundle(OLD, HA, NEW, HA),), KMAddress(NEW, HA))
@@ -70,8 +70,7 @@ def test_a_client_learns_which_semantics_keyd_keeps(directory: Path, semantics: 
         registered.close()
     assert engine.capabilities.migrate_by_reqid == (semantics == "pfmigrate")
     assert f"{semantics} semantics" in engine.capabilities.notes
-    assert probed.available
-    assert f"{semantics} semantics" in probed.notes
+    assert probed.available  # (a probe only connects: asking costs a REGISTER every key manager hears)
     assert (len(server.service.engine.sad), len(server.service.engine.spd)) == (0, 0)
     assert before["serial"] == 0  # the question made nothing
 
@@ -88,9 +87,9 @@ def test_a_client_that_may_not_use_keyd_learns_it_when_it_opens(open_directory: 
         return "opened"
 
     with keyd_thread(open_directory):
-        said = _as_nobody_call(open_and_probe)
-    refused = f"keyd at {path} refused a REGISTER: Operation not permitted"
-    assert said == f"{errno.EPERM} {refused} | {refused}"
+        said = as_nobody(open_and_probe)
+    # keyd is there (so it stays the default backend, rather than Linux), and says no when opened
+    assert said == f"{errno.EPERM} keyd at {path} refused a REGISTER: Operation not permitted | socket {path}"
 
 
 def test_two_clients_share_one_state_and_a_listener_hears_the_migrate(keyd: Path) -> None:
@@ -346,32 +345,12 @@ def test_an_unprivileged_process_is_refused(open_directory: Path) -> None:
 def _as_nobody(path: Path, request: bytes) -> bytes:
     """What keyd answers ``request`` from a process running as nobody."""
 
-    def ask() -> bytes:
+    def ask() -> str:
         with connect(path) as sock:
             sock.send(request)
-            return sock.recv(65536)
+            return sock.recv(65536).hex()
 
-    return _as_nobody_call(ask).encode("latin-1")
-
-
-def _as_nobody_call(call: Callable[[], str | bytes]) -> str:
-    """What ``call`` returns in a child process running as nobody (bytes as latin-1)."""
-    reader, writer = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child becomes nobody, then calls
-        try:
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            said = call()
-            os.write(writer, said if isinstance(said, bytes) else said.encode("latin-1"))
-        finally:
-            os._exit(0)
-    os.close(writer)
-    answer = os.read(reader, 65536)
-    os.close(reader)
-    os.waitpid(child, 0)
-    return answer.decode("latin-1")
+    return bytes.fromhex(as_nobody(ask))
 
 
 def test_the_systemd_unit_starts_keyd_with_options_it_has() -> None:

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pfmigrate.backends.keyd import LOST_NOTICE, connect
+from pfmigrate.backends.keyd import LOST_NOTICE, connect, semantics_of
 from pfmigrate.keyd.journal import Journal, JournalError
 from pfmigrate.keyd.metrics import Metrics
 from pfmigrate.keyd.server import Server, ServerError
 from pfmigrate.keyd.service import MAX_REQUEST, READER_REGISTERS_PER_SECOND, AccessRules, Peer, Privilege, Service
 from pfmigrate.pfkey import KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
 from pfmigrate.sadb import Engine
-from tests.keyd_harness import keyd_thread
+from tests.keyd_harness import as_nobody, keyd_thread
 from tests.sadb_box import esp_sa
 from tests.test_keyd_limits import _journal_with_two_sas, read_all, request
 
@@ -128,6 +128,54 @@ def test_an_empty_packet_is_answered_as_linux_answers_it(tmp_path: Path) -> None
         assert sock.recv(65536)[1] == MsgType.GET
 
 
+# --- a client that closes --------------------------------------------------------------------
+
+
+def _turns(server: Server, count: int = 5) -> None:
+    for _ in range(count):
+        server.turn(0.05)
+
+
+def _spis(server: Server) -> list[int]:
+    return sorted(sa.spi for sa in server.service.engine.sad.values())
+
+
+@pytest.mark.parametrize("before", [b"", b"unread"])
+def test_what_a_client_sent_before_it_closed_is_carried_out(tmp_path: Path, before: bytes) -> None:
+    """As on Linux, where each send() is carried out before it returns: an empty packet
+    ahead of it, or an answer the client left unread, changes nothing."""
+    server = _server(tmp_path / "keyd.sock")
+    try:
+        client = connect(tmp_path / "keyd.sock")
+        _turns(server, 1)
+        if before:
+            client.send(request(MsgType.REGISTER, 1))
+            _turns(server, 2)  # its answer waits, unread
+        else:
+            client.send(b"")
+        client.send(esp_sa(0x1234).encode())
+        client.close()
+        _turns(server)
+        assert _spis(server) == [0x1234]
+        assert not server.sockets  # and the session is gone
+    finally:
+        server.close()
+
+
+def test_a_client_that_never_reads_its_answers_has_all_it_sent_carried_out(tmp_path: Path) -> None:
+    server = _server(tmp_path / "keyd.sock")
+    try:
+        client = connect(tmp_path / "keyd.sock")
+        _turns(server, 1)
+        for spi in range(0x1000, 0x1000 + 100):
+            client.send(esp_sa(spi).encode())
+        client.close()
+        _turns(server, 10)
+        assert _spis(server) == list(range(0x1000, 0x1000 + 100))
+    finally:
+        server.close()
+
+
 # --- credentials and readers -----------------------------------------------------------------
 
 
@@ -139,26 +187,32 @@ def test_groups_are_those_the_process_holds(open_directory: Path) -> None:
         flush = Message(MsgType.FLUSH, SAType.UNSPEC, 1, 99).encode()
         assert _errno_as_nobody(open_directory / "keyd.sock", flush, groups=[4242]) == 0
         assert _errno_as_nobody(open_directory / "keyd.sock", flush, groups=[]) == errno.EPERM
+        many = [4242, *range(5000, 5100)]  # more than Python reads of SO_PEERGROUPS at first try
+        assert _errno_as_nobody(open_directory / "keyd.sock", flush, groups=many) == 0
 
 
 def _errno_as_nobody(path: Path, request: bytes, groups: list[int]) -> int:
-    reader, writer = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.setgroups(groups)
-            os.setgid(65534)
-            os.setuid(65534)
-            with connect(path) as sock:
-                sock.send(request)
-                os.write(writer, sock.recv(65536)[2:3])
-        finally:
-            os._exit(0)
-    os.close(writer)
-    answer = os.read(reader, 1)
-    os.close(reader)
-    os.waitpid(child, 0)
-    return answer[0]
+    def ask() -> str:
+        with connect(path) as sock:
+            sock.send(request)
+            return str(sock.recv(65536)[2])
+
+    return int(as_nobody(ask, groups))
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="changing to another uid needs root (CI runs as root)")
+def test_a_reader_over_its_registers_still_learns_which_semantics_keyd_keeps(open_directory: Path) -> None:
+    path = open_directory / "keyd.sock"
+
+    def spend_then_ask() -> str:
+        with connect(path) as sock:
+            for seq in range(READER_REGISTERS_PER_SECOND + 1):
+                sock.send(Message(MsgType.REGISTER, SAType.UNSPEC, seq, 1).encode())
+            last = [sock.recv(65536)[2] for _ in range(READER_REGISTERS_PER_SECOND + 1)][-1]
+        return f"{last} {semantics_of(path)}"
+
+    with keyd_thread(open_directory, rules=AccessRules(0, read_gid=4243)):
+        assert as_nobody(spend_then_ask, [4243]) == f"{errno.EAGAIN} pfmigrate"
 
 
 def test_a_reader_never_sees_what_an_x_promisc_carries() -> None:

@@ -23,7 +23,7 @@ from pfmigrate.keyd.server import Server
 from pfmigrate.keyd.service import AccessRules, Service, Session
 from pfmigrate.pfkey import Message, MsgType, SAType
 from pfmigrate.sadb import Engine, Outcome
-from tests.keyd_harness import HA, OLD, keyd_thread, tunnel_sa
+from tests.keyd_harness import HA, OLD, as_nobody, keyd_thread, tunnel_sa
 
 
 def request(mtype: MsgType, seq: int, satype: SAType = SAType.ESP) -> bytes:
@@ -138,32 +138,22 @@ def test_a_user_holds_a_bounded_number_of_connections(open_directory: Path) -> N
 
 def _connections_as_nobody(path: Path, count: int) -> list[str]:
     """What each of ``count`` connections held at once by nobody gets for a FLUSH."""
-    reader, writer = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            socks = [connect(path) for _ in range(count)]
-            time.sleep(0.2)  # all accepted (or refused) before anyone asks
-            outcomes = []
-            for sock in socks:
-                sock.settimeout(2.0)
-                try:
-                    sock.send(request(MsgType.FLUSH, 1, SAType.UNSPEC))
-                    answer = sock.recv(65536)
-                except OSError:
-                    answer = b""
-                outcomes.append(errno.errorcode[answer[2]] if answer else "closed")
-            os.write(writer, json.dumps(outcomes).encode())
-        finally:
-            os._exit(0)
-    os.close(writer)
-    data = os.read(reader, 65536)
-    os.close(reader)
-    os.waitpid(child, 0)
-    return list(json.loads(data))
+
+    def connections() -> str:
+        socks = [connect(path) for _ in range(count)]
+        time.sleep(0.2)  # all accepted (or refused) before anyone asks
+        outcomes = []
+        for sock in socks:
+            sock.settimeout(2.0)
+            try:
+                sock.send(request(MsgType.FLUSH, 1, SAType.UNSPEC))
+                answer = sock.recv(65536)
+            except OSError:
+                answer = b""
+            outcomes.append(errno.errorcode[answer[2]] if answer else "closed")
+        return json.dumps(outcomes)
+
+    return list(json.loads(as_nobody(connections)))
 
 
 def test_keyd_out_of_descriptors_waits_and_serves_on(tmp_path: Path) -> None:

@@ -105,31 +105,40 @@ def semantics_of(path: str | Path | None = None, *, timeout: float = 5.0) -> str
     broadcast to the registered clients: keyd's own semantics number every such
     broadcast (an X_KMPRIVATE generation), Linux's never do. The registered clients
     hear one more REGISTER answer, as whenever a key manager registers."""
+    deadline = time.monotonic() + timeout
     sock = connect(path)
     try:
-        seq = int.from_bytes(os.urandom(4), "little")
-        sock.send(Message(MsgType.REGISTER, SAType.UNSPEC, seq, os.getpid()).encode())
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
-            try:
-                raw = sock.recv(RECV_SIZE)
-            except TimeoutError:
+        while True:
+            code, numbered = _ask_register(sock, deadline, path)
+            if code != _errno.EAGAIN:  # (EAGAIN: a reader over its REGISTERs for this second)
                 break
-            if not raw:
-                raise ConnectionResetError(_errno.ECONNRESET, "keyd closed the connection")
-            try:
-                answer = Message.decode(raw)
-            except DecodeError:
-                continue  # not ours: a broadcast this client need not understand
-            if answer.type == MsgType.REGISTER and answer.seq == seq and answer.pid == os.getpid():
-                if answer.errno:
-                    why = os.strerror(answer.errno)
-                    raise KeydRefused(answer.errno, f"keyd at {socket_path(path)} refused a REGISTER: {why}")
-                return "linux" if generation_of(answer) is None else "pfmigrate"
+            time.sleep(0.05)
     finally:
         sock.close()
-    raise TimeoutError(_errno.ETIMEDOUT, f"keyd at {socket_path(path)} did not answer a REGISTER in {timeout:g} s")
+    if code:
+        raise KeydRefused(code, f"keyd at {socket_path(path)} refused a REGISTER: {os.strerror(code)}")
+    return "pfmigrate" if numbered else "linux"
+
+
+def _ask_register(sock: socket.socket, deadline: float, path: str | Path | None) -> tuple[int, bool]:
+    """(errno, numbered) of keyd's answer to a REGISTER for no SA type."""
+    seq = int.from_bytes(os.urandom(4), "little")
+    sock.send(Message(MsgType.REGISTER, SAType.UNSPEC, seq, os.getpid()).encode())
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            raw = sock.recv(RECV_SIZE)
+        except TimeoutError:
+            break
+        if not raw:
+            raise ConnectionResetError(_errno.ECONNRESET, "keyd closed the connection")
+        try:
+            answer = Message.decode(raw)
+        except DecodeError:
+            continue  # not ours: a broadcast this client need not understand
+        if answer.type == MsgType.REGISTER and answer.seq == seq and answer.pid == os.getpid():
+            return answer.errno, generation_of(answer) is not None
+    raise TimeoutError(_errno.ETIMEDOUT, f"keyd at {socket_path(path)} did not answer a REGISTER in time")
 
 
 def _capabilities(where: Path, semantics: str) -> Capabilities:
@@ -162,9 +171,11 @@ def open_keyd(path: str | Path | None = None, *, timeout: float = 5.0, event_buf
 
 
 def probe_keyd(path: str | Path | None = None) -> Capabilities:
+    """keyd is there if its socket takes a connection (its semantics are asked when it
+    is opened: asking costs a REGISTER that every key manager hears)."""
     where = socket_path(path)
     try:
-        semantics = semantics_of(where)
+        connect(where).close()
     except OSError as exc:
         return Capabilities("keyd", False, notes=(str(exc),))
-    return _capabilities(where, semantics)
+    return Capabilities("keyd", True, migrate=True, notes=(f"socket {where}",))

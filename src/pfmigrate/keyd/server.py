@@ -17,6 +17,7 @@ transaction has been rolled back; keyd goes on serving the others.
 from __future__ import annotations
 
 import errno
+import fcntl
 import grp
 import logging
 import os
@@ -26,6 +27,7 @@ import selectors
 import socket
 import stat
 import struct
+import termios
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -57,17 +59,14 @@ def peer_of(sock: socket.socket) -> Peer:
 
 
 def _peer_groups(sock: socket.socket, uid: int, gid: int) -> frozenset[int]:
-    for room in (64, 65536):  # (NGROUPS_MAX is 65536)
-        try:
-            raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 4 * room)
-        except OSError as exc:
-            if exc.errno == errno.ERANGE:
-                continue
-            if exc.errno != errno.ENOPROTOOPT:
-                raise
-            break
+    try:  # (Python reads at most 1024 bytes of an option: 256 groups)
+        raw = sock.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 1024)
         return frozenset(struct.unpack(f"{len(raw) // 4}I", raw))
-    try:  # a kernel older than SO_PEERGROUPS: the groups its user is in
+    except OSError as exc:
+        if exc.errno not in (errno.ERANGE, errno.ENOPROTOOPT):
+            raise
+    # More groups than that, or a kernel older than SO_PEERGROUPS: the groups its user is in.
+    try:
         return frozenset(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
     except KeyError:  # a uid without a passwd entry: its primary group only
         return frozenset()
@@ -125,11 +124,16 @@ def _clear(path: Path) -> None:
     raise ServerError(f"{path}: another keyd is listening there")
 
 
-def _hung_up(sock: socket.socket) -> bool:
-    """After ``recv`` read nothing: the client closed (rather than sent an empty packet)."""
+def _at_end(sock: socket.socket) -> bool:
+    """After ``recv`` read nothing: whether that was the end (the client closed and
+    nothing it sent is left), rather than an empty packet."""
     poller = select.poll()
     poller.register(sock, select.POLLIN | select.POLLRDHUP)
-    return any(events & (select.POLLHUP | select.POLLRDHUP) for _, events in poller.poll(0))
+    hung_up = any(events & (select.POLLHUP | select.POLLRDHUP) for _, events in poller.poll(0))
+    if not hung_up:
+        return False
+    queued: int = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, bytes(4)))[0]
+    return queued == 0  # (the size of the next packet: one it sent before it closed)
 
 
 class Server:
@@ -257,29 +261,60 @@ class Server:
         for _ in range(PER_CLIENT):
             if len(session.outbox) >= self.service.outbox_limit:
                 return  # it reads its answers first (``_write`` stops listening to it)
+            data = self._receive(session, sock)
+            if data is None:
+                return
+            self._request(session, data)
+
+    def _receive(self, session: Session, sock: socket.socket) -> bytes | None:
+        """The client's next packet, or ``None``: nothing yet, or it is gone (dropped)."""
+        try:
+            data = sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:  # (ECONNRESET: it closed leaving answers unread; what it sent is still queued)
+            self._gone(session)
+            return None
+        if not data and _at_end(sock):
+            self._gone(session)
+            return None
+        return data
+
+    def _request(self, session: Session, data: bytes) -> None:
+        try:
+            reason = self.service.request(session, data, self.clock())
+        except Exception:  # a bug: keep it to this request
+            mtype = data[1] if len(data) > 1 else None
+            log.exception("internal error", extra={"event": "internal-error", "session": session.id, "type": mtype})
+            self.service.refuse(session, data, errno.EINVAL)
+            return
+        if reason:
+            log.info(
+                "request refused",
+                extra={"event": "refused", "session": session.id, "type": data[1] if len(data) > 1 else None,
+                       "reason": reason},
+            )  # fmt: skip
+
+    def _gone(self, session: Session) -> None:
+        """The client has closed. What it sent before is still carried out, as Linux
+        carries out each ``send()`` before it returns; the answers go nowhere."""
+        sock = self.sockets.get(session.id)
+        resets = 0
+        while sock is not None:
             try:
                 data = sock.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self._drop(session)
-                return
-            if not data and _hung_up(sock):
-                self._drop(session)
-                return
-            try:
-                reason = self.service.request(session, data, self.clock())
-            except Exception:  # a bug: keep it to this request
-                mtype = data[1] if len(data) > 1 else None
-                log.exception("internal error", extra={"event": "internal-error", "session": session.id, "type": mtype})
-                self.service.refuse(session, data, errno.EINVAL)
+            except ConnectionResetError:  # (reported once, ahead of the packets still queued)
+                resets += 1
+                if resets > 1:
+                    break
                 continue
-            if reason:
-                log.info(
-                    "request refused",
-                    extra={"event": "refused", "session": session.id, "type": data[1] if len(data) > 1 else None,
-                           "reason": reason},
-                )  # fmt: skip
+            except OSError:
+                break
+            if not data and _at_end(sock):
+                break
+            session.outbox.clear()  # (nobody will read it: no back-pressure to keep)
+            self._request(session, data)
+        self._drop(session)
 
     def _write(self, session: Session) -> None:
         sock, box = self.sockets[session.id], session.outbox
@@ -297,7 +332,7 @@ class Server:
                     continue
                 if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
                     log.warning("send failed", extra={"event": "send-error", "session": session.id, "errno": exc.errno})
-                self._drop(session)
+                self._gone(session)
                 return
             box.popleft()
             self.service.room(session)
