@@ -40,6 +40,7 @@ log = logging.getLogger("pfmigrate.keyd")
 RECV_SIZE = 0xFFFF * 8 + 16  # room for the largest PF_KEY message
 SO_PEERGROUPS = 59  # (Linux 4.13; Python has no name for it)
 PER_CLIENT = 64  # packets read from one client per turn, so that none starves the others
+LEFT_BEHIND = 4096  # packets read from a client that has gone (more than its socket can hold)
 METRICS_EVERY = 1.0  # seconds between metrics file updates
 DEFAULT_PER_USER = 64  # connections a user other than an administrator may hold at once
 ACCEPT_PAUSE = 0.1  # seconds without accepting once the process is out of descriptors
@@ -299,22 +300,26 @@ class Server:
         """The client has closed. What it sent before is still carried out, as Linux
         carries out each ``send()`` before it returns; the answers go nowhere."""
         sock = self.sockets.get(session.id)
+        if sock is not None:
+            self._carry_out_what_is_left(session, sock)
+        self._drop(session)
+
+    def _carry_out_what_is_left(self, session: Session, sock: socket.socket) -> None:
         resets = 0
-        while sock is not None:
+        for _ in range(LEFT_BEHIND):
             try:
                 data = sock.recv(RECV_SIZE)
             except ConnectionResetError:  # (reported once, ahead of the packets still queued)
                 resets += 1
                 if resets > 1:
-                    break
+                    return
                 continue
             except OSError:
-                break
+                return
             if not data and _at_end(sock):
-                break
+                return
             session.outbox.clear()  # (nobody will read it: no back-pressure to keep)
             self._request(session, data)
-        self._drop(session)
 
     def _write(self, session: Session) -> None:
         sock, box = self.sockets[session.id], session.outbox
