@@ -16,9 +16,12 @@ import ipaddress
 import platform
 import struct
 import sys
-import time
 from collections.abc import Callable
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/, when run as a script
+
+from bench.timing import best_per_call
 from pfmigrate.pfkey import AddressDst, AddressSrc, IPProto, KMAddress, Message, Policy, SockAddr, decode
 from pfmigrate.seed import seed_migrate, tunnel_request
 
@@ -62,14 +65,7 @@ def distinct_migrates(n: int) -> list[Message]:
 
 def rate(fn: Callable[[int], object], items: int, seconds: float) -> float:
     """Calls per second: the best of several timed rounds of ``items`` calls."""
-    best = float("inf")
-    deadline = time.perf_counter() + seconds
-    while True:
-        start = time.perf_counter()
-        fn(items)
-        best = min(best, time.perf_counter() - start)
-        if time.perf_counter() > deadline:
-            return items / best
+    return 1 / best_per_call(fn, items, seconds)
 
 
 def main() -> int:

@@ -29,7 +29,6 @@ import gc
 import ipaddress
 import os
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # testbed/ and 
 from testbed.netns import in_new_netns
 
 from bench.floor import FloorEngine
+from bench.timing import best_per_call
 from bench.xfrm import raw_migrate
 from pfmigrate.backends.linux import open_xfrm, xfrm_socket
 from pfmigrate.model import ESP, MH, Dir, Mode, Policy, Selector, Template
@@ -168,16 +168,14 @@ def measure_engine(count: int, seconds: float) -> tuple[float, float]:
     for data in moves:
         checked(engine, client, data)  # each works (and warms up)
     handle = engine.handle
-    best = float("inf")
-    rounds = 2000
-    gc.disable()
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        for _ in range(rounds // 4):
+
+    def batch(calls: int) -> None:
+        for _ in range(calls // len(moves)):
             for data in moves:
                 handle(client, data, NOW)
-        best = min(best, (time.perf_counter() - start) / (rounds // 4 * 4))
+
+    gc.disable()
+    best = best_per_call(batch, 2000, seconds)
     gc.enable()
     assert len(engine.sad) == count + 2
     assert listener in engine.clients
@@ -209,15 +207,13 @@ def measure_floor(seconds: float) -> float:
         expected = [(d.client, d.data) for d in engine.handle(client, data, NOW).deliveries]
         if floor.migrate(data) != expected:
             raise RuntimeError("the floor did not broadcast what the engine broadcasts")
-    best, rounds = float("inf"), 4000
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        for _ in range(rounds // 4):
+
+    def batch(calls: int) -> None:
+        for _ in range(calls // len(moves)):
             for data in moves:
                 floor.migrate(data)
-        best = min(best, (time.perf_counter() - start) / (rounds // 4 * 4))
-    return best
+
+    return best_per_call(batch, 4000, seconds)
 
 
 def measure_linux(seconds: float) -> float:
@@ -227,16 +223,15 @@ def measure_linux(seconds: float) -> float:
         engine.add_policy(Policy(selector, Dir.OUT, (Template(ESP, Mode.TUNNEL, OLD, HA),)))
     sock = xfrm_socket()
     raw = [raw_migrate(0, OLD, NEW), raw_migrate(1, NEW, OLD)]
-    best, rounds = float("inf"), 4000
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        for i in range(rounds):
+
+    def batch(calls: int) -> None:
+        for i in range(calls):
             sock.send(raw[i & 1])
             answer = sock.recv(65536)
             if answer[16:20] != bytes(4):
                 raise RuntimeError(f"Linux refused the MIGRATE: {answer.hex()}")
-        best = min(best, (time.perf_counter() - start) / rounds)
+
+    best = best_per_call(batch, 4000, seconds)
     sock.close()
     return best
 

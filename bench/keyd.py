@@ -44,6 +44,7 @@ from testbed.netns import in_new_netns
 
 from bench.engine import add_sa, fill, migrate, spd_add
 from bench.engine import measure_linux as linux_round_trip
+from bench.timing import best_per_call
 from pfmigrate.backends.keyd import connect
 from pfmigrate.keyd.service import AccessRules, Peer, Service
 from pfmigrate.pfkey import SA, AddressDst, AddressSrc, Direction, Message, MsgType, SAType
@@ -84,13 +85,12 @@ def round_trip(path: Path, seconds: float) -> float:
     ask(sock, add_sa(0x1000, OLD_COA, HOME_AGENT, 1))
     ask(sock, spd_add(HOME_ADDRESS, HOME_AGENT, Direction.OUTBOUND, (OLD_COA, HOME_AGENT), 2))
     moves = [migrate(OLD_COA, NEW_COA, False), migrate(NEW_COA, OLD_COA, False)]
-    best, rounds = float("inf"), 200
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        for i in range(rounds):
+
+    def batch(calls: int) -> None:
+        for i in range(calls):
             ask(sock, moves[i & 1])
-        best = min(best, (time.perf_counter() - start) / rounds)
+
+    best = best_per_call(batch, 200, seconds)
     sock.close()
     return best
 
@@ -100,19 +100,17 @@ def fsync_floor(directory: Path, seconds: float) -> float:
     path = directory / "fsync-floor"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     record = os.urandom(320)
-    best, rounds = float("inf"), 100
+
+    def batch(calls: int) -> None:
+        for _ in range(calls):
+            os.write(fd, record)
+            os.fdatasync(fd)
+
     try:
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            for _ in range(rounds):
-                os.write(fd, record)
-                os.fdatasync(fd)
-            best = min(best, (time.perf_counter() - start) / rounds)
+        return best_per_call(batch, 100, seconds)
     finally:
         os.close(fd)
         path.unlink()
-    return best
 
 
 def echo_floor(seconds: float) -> float:
@@ -126,19 +124,17 @@ def echo_floor(seconds: float) -> float:
         os._exit(0)
     theirs.close()
     request = migrate(OLD_COA, NEW_COA, False)
-    best, rounds = float("inf"), 1000
+
+    def batch(calls: int) -> None:
+        for _ in range(calls):
+            mine.send(request)
+            mine.recv(65536)
+
     try:
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            start = time.perf_counter()
-            for _ in range(rounds):
-                mine.send(request)
-                mine.recv(65536)
-            best = min(best, (time.perf_counter() - start) / rounds)
+        return best_per_call(batch, 1000, seconds)
     finally:
         mine.close()
         os.waitpid(pid, 0)
-    return best
 
 
 def own(data: bytes) -> bytes:
