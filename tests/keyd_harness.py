@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from pfmigrate.backends.keyd import connect
+from pfmigrate.backends.keyd import connect, open_keyd
 from pfmigrate.keyd.journal import Journal
 from pfmigrate.keyd.server import DEFAULT_PER_USER, Server
 from pfmigrate.keyd.service import AccessRules, Service
@@ -24,6 +25,7 @@ from pfmigrate.model import (
     Policy,
     Template,
 )
+from pfmigrate.pfkey import Message, MsgType, SAType
 from pfmigrate.sadb import Engine
 from tests.seed_scenario import HA, HOA, NEW, OLD, OUT_SELECTOR, tunnel_sa
 
@@ -118,3 +120,28 @@ def as_nobody(call: Callable[[], str], groups: Sequence[int] = ()) -> str:
     os.close(reader)
     os.waitpid(child, 0)
     return b"".join(chunks).decode()
+
+
+def request(mtype: MsgType, seq: int, satype: SAType = SAType.ESP) -> bytes:
+    return Message(mtype, satype, seq, 4242).encode()
+
+
+def read_all(sock: socket.socket, quiet: float = 0.5) -> list[bytes]:
+    """Every message until none has come for ``quiet`` seconds, or keyd hung up."""
+    received = []
+    sock.settimeout(quiet)
+    try:
+        while data := sock.recv(0x80000):
+            received.append(data)
+    except TimeoutError:
+        pass
+    return received
+
+
+def journal_with_two_sas(directory: Path) -> Path:
+    with keyd_thread(directory):
+        client = open_keyd(directory / "keyd.sock")
+        client.add_sa(tunnel_sa(0x1000, OLD, HA))
+        client.add_sa(tunnel_sa(0x1001, HA, OLD))
+        client.close()
+    return directory / "keyd.db"

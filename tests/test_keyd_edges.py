@@ -19,9 +19,8 @@ from pfmigrate.keyd.server import Server, ServerError
 from pfmigrate.keyd.service import MAX_REQUEST, READER_REGISTERS_PER_SECOND, AccessRules, Peer, Privilege, Service
 from pfmigrate.pfkey import KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
 from pfmigrate.sadb import Engine
-from tests.keyd_harness import as_nobody, keyd_thread
+from tests.keyd_harness import as_nobody, journal_with_two_sas, keyd_thread, read_all, request
 from tests.sadb_box import esp_sa
-from tests.test_keyd_limits import _journal_with_two_sas, read_all, request
 
 NOW = 1_800_000_000.0
 
@@ -108,7 +107,7 @@ def test_a_message_larger_than_a_clients_socket_takes_is_lost_not_the_client(tmp
     with keyd_thread(tmp_path) as server:
         victim = connect(path)
         read_all(victim, 0.2)
-        [session] = [s for s in server.service.sessions.values() if s.id == max(server.service.sessions)]
+        session = server.service.sessions[max(server.service.sessions)]  # the newest: the victim
         server.sockets[session.id].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # keyd's end, made small
         big = (KeyAuth.of(bytes(8000)), KeyEncrypt.of(bytes(8000)))  # 16 kB, where 8 kB fit
         with connect(path) as admin:  # an X_PROMISC goes to every client, whatever it carries
@@ -271,16 +270,6 @@ def test_one_journal_serves_one_keyd(tmp_path: Path) -> None:
     Journal(tmp_path / "keyd.db").close()  # free again
 
 
-def test_a_journal_with_rows_but_no_counters_is_refused(tmp_path: Path) -> None:
-    path = _journal_with_two_sas(tmp_path)
-    db = sqlite3.connect(path)
-    db.execute("DELETE FROM meta WHERE name != 'format'")
-    db.commit()
-    db.close()
-    with pytest.raises(JournalError, match="the engine's counters are missing or damaged"):
-        Journal(path).load()
-
-
 def test_a_restored_engine_never_hands_out_a_loaded_serial() -> None:
     filled = Engine()
     client = filled.connect()
@@ -315,7 +304,7 @@ def test_broadcast_numbers_go_on_after_a_restart(tmp_path: Path) -> None:
 
 
 def test_a_journal_that_cannot_be_written_is_refused_when_opened(tmp_path: Path) -> None:
-    path = _journal_with_two_sas(tmp_path)
+    path = journal_with_two_sas(tmp_path)
     if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
         pytest.skip("this file system has no immutable files (chattr +i)")
     try:
@@ -326,7 +315,7 @@ def test_a_journal_that_cannot_be_written_is_refused_when_opened(tmp_path: Path)
 
 
 def test_a_row_whose_text_is_not_utf8_is_named(tmp_path: Path) -> None:
-    path = _journal_with_two_sas(tmp_path)
+    path = journal_with_two_sas(tmp_path)
     db = sqlite3.connect(path)
     key, data = db.execute("SELECT key, CAST(data AS BLOB) FROM rows WHERE tbl = 'sad' ORDER BY key").fetchone()
     db.execute("UPDATE rows SET data = CAST(? AS TEXT) WHERE tbl = 'sad' AND key = ?", (b"\xff" + data[1:], key))

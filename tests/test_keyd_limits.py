@@ -8,7 +8,6 @@ import errno
 import json
 import os
 import resource
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,25 +20,9 @@ from pfmigrate.backends.keyd import connect, open_keyd
 from pfmigrate.keyd.journal import Journal, JournalError
 from pfmigrate.keyd.server import Server
 from pfmigrate.keyd.service import AccessRules, Service, Session
-from pfmigrate.pfkey import Message, MsgType, SAType
+from pfmigrate.pfkey import MsgType, SAType
 from pfmigrate.sadb import Engine, Outcome
-from tests.keyd_harness import HA, OLD, as_nobody, keyd_thread, tunnel_sa
-
-
-def request(mtype: MsgType, seq: int, satype: SAType = SAType.ESP) -> bytes:
-    return Message(mtype, satype, seq, 4242).encode()
-
-
-def read_all(sock: socket.socket, quiet: float = 0.5) -> list[bytes]:
-    """Every message until none has come for ``quiet`` seconds, or keyd hung up."""
-    received = []
-    sock.settimeout(quiet)
-    try:
-        while data := sock.recv(0x80000):
-            received.append(data)
-    except TimeoutError:
-        pass
-    return received
+from tests.keyd_harness import HA, OLD, as_nobody, journal_with_two_sas, keyd_thread, read_all, request, tunnel_sa
 
 
 def session_of(server: Server, pid: int) -> Session:
@@ -184,17 +167,8 @@ def test_keyd_out_of_descriptors_waits_and_serves_on(tmp_path: Path) -> None:
         keyd.wait(10)
 
 
-def _journal_with_two_sas(directory: Path) -> Path:
-    with keyd_thread(directory):
-        client = open_keyd(directory / "keyd.sock")
-        client.add_sa(tunnel_sa(0x1000, OLD, HA))
-        client.add_sa(tunnel_sa(0x1001, HA, OLD))
-        client.close()
-    return directory / "keyd.db"
-
-
 def test_a_damaged_journal_row_is_refused_with_its_name(tmp_path: Path) -> None:
-    path = _journal_with_two_sas(tmp_path)
+    path = journal_with_two_sas(tmp_path)
     db = sqlite3.connect(path)
     key, data = db.execute("SELECT key, data FROM rows WHERE tbl = 'sad' ORDER BY key").fetchone()
     damaged = data.replace('"spi": 4096', '"spi": 4097') if '"spi": 4096' in data else data.replace("1", "2", 1)
@@ -206,7 +180,7 @@ def test_a_damaged_journal_row_is_refused_with_its_name(tmp_path: Path) -> None:
 
 
 def test_a_journal_row_under_another_serial_is_refused(tmp_path: Path) -> None:
-    path = _journal_with_two_sas(tmp_path)
+    path = journal_with_two_sas(tmp_path)
     db = sqlite3.connect(path)
     first, second = (k for (k,) in db.execute("SELECT key FROM rows WHERE tbl = 'sad' ORDER BY key"))
     db.execute("DELETE FROM rows WHERE tbl = 'sad' AND key = ?", (second,))
@@ -218,7 +192,7 @@ def test_a_journal_row_under_another_serial_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_journal_of_another_format_is_refused(tmp_path: Path) -> None:
-    path = _journal_with_two_sas(tmp_path)
+    path = journal_with_two_sas(tmp_path)
     db = sqlite3.connect(path)
     db.execute("UPDATE meta SET value = 1 WHERE name = 'format'")
     db.commit()
@@ -241,10 +215,17 @@ def test_metrics_that_cannot_be_written_do_not_stop_keyd(tmp_path: Path) -> None
         server.close()
 
 
-def test_damaged_counters_are_refused(tmp_path: Path) -> None:
-    path = _journal_with_two_sas(tmp_path)
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "UPDATE meta SET value = value + 1 WHERE name = 'serial'",
+        "DELETE FROM meta WHERE name != 'format'",  # rows, and no counters to go with them
+    ],
+)
+def test_damaged_or_missing_counters_are_refused(tmp_path: Path, damage: str) -> None:
+    path = journal_with_two_sas(tmp_path)
     db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = value + 1 WHERE name = 'serial'")
+    db.execute(damage)
     db.commit()
     db.close()
     with pytest.raises(JournalError, match="the engine's counters are missing or damaged"):
