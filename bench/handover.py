@@ -96,12 +96,12 @@ def main() -> int:
     if args.inside_uml:
         inside_uml(args.rounds)
         return 0
-    linux = in_new_netns(lambda: measure_linux(2.0))
+    linux, moved = in_new_netns(lambda: measure_linux(2.0))
     ipsec, acknowledged, migrates = measure(args.rounds)
     in_uml = "left out (--no-linux)" if args.no_linux else measure_in_uml(args.rounds)
     print(f"handover, {args.rounds} moves between two care-of addresses, {migrates} MIGRATEs each on the MN")
     print(f"{'':56} {'best':>9} {'median':>9}")
-    print(f"{'Linux XFRM_MSG_MIGRATE round trip (anchor, one MIGRATE)':56} {linux * 1e6:>7.2f}µs")
+    print(f"{'Linux XFRM_MSG_MIGRATE round trip (anchor, one MIGRATE)':56} {linux * 1e6:>7.2f}µs  (it moved {moved})")
     print(row("in-process engine: CoA change -> MIGRATEs acknowledged", ipsec))
     print(row("in-process engine: CoA change -> BA received", acknowledged))
     if isinstance(in_uml, str):

@@ -220,7 +220,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2, help="client processes for the sustained rate")
     parser.add_argument("--dump-sas", type=int, default=100_000, help="SAs in the dumped SAD")
     args = parser.parse_args()
-    linux = in_new_netns(lambda: linux_round_trip(args.seconds))
+    linux, moved = in_new_netns(lambda: linux_round_trip(args.seconds))
     echo = echo_floor(args.seconds)
     with tempfile.TemporaryDirectory(dir="/var/tmp") as directory:
         fsync = fsync_floor(Path(directory), args.seconds)
@@ -242,7 +242,7 @@ def main() -> int:
             keyd.wait(10)
     streamed, whole = dump_memory(args.dump_sas)
     print("keyd (journal on disk, fsync before answers) beside Linux, this machine")
-    print(f"{'Linux XFRM_MSG_MIGRATE round trip (anchor)':48} {linux * 1e6:>9.2f} µs")
+    print(f"{'Linux XFRM_MSG_MIGRATE round trip (anchor)':48} {linux * 1e6:>9.2f} µs  (it moved {moved})")
     print(f"{'keyd PF_KEY X_MIGRATE round trip':48} {migrate_rt * 1e6:>9.2f} µs  ({migrate_rt / linux:.1f}x Linux)")
     shm = "  the same, journal in tmpfs (no disk fsync)"
     print(f"{shm:48} {in_memory * 1e6:>9.2f} µs  ({in_memory / linux:.1f}x Linux)")
