@@ -12,15 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from pfmigrate.backends.keyd import LOST_NOTICE, connect, semantics_of
+from pfmigrate.backends.keyd import LOST_NOTICE, connect, open_keyd, semantics_of
+from pfmigrate.keyd import journal as journal_module
 from pfmigrate.keyd.journal import Journal, JournalError
 from pfmigrate.keyd.metrics import Metrics
 from pfmigrate.keyd.server import Server, ServerError
 from pfmigrate.keyd.service import MAX_REQUEST, READER_REGISTERS_PER_SECOND, AccessRules, Peer, Privilege, Service
-from pfmigrate.pfkey import KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
+from pfmigrate.pfkey import ExtType, KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
 from pfmigrate.sadb import Engine
 from tests.keyd_harness import as_nobody, journal_with_two_sas, keyd_thread, read_all, request
 from tests.sadb_box import esp_sa
+from tests.seed_scenario import HA, OLD, tunnel_sa
 
 NOW = 1_800_000_000.0
 
@@ -323,3 +325,88 @@ def test_a_row_whose_text_is_not_utf8_is_named(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(JournalError, match=rf"row sad/{key} is damaged"):
         Journal(path).load()
+
+
+# --- a journal taken away while keyd runs ------------------------------------------------------
+
+
+def _journal_spis(path: Path) -> list[int]:
+    journal = Journal(path)
+    try:
+        sas, _, _ = journal.load()
+    finally:
+        journal.close()
+    return sorted(sa.spi for sa in sas)
+
+
+@pytest.mark.parametrize("idle", [False, True], ids=["at-the-next-change", "while-idle"])
+def test_a_journal_deleted_under_keyd_is_written_anew_with_everything(tmp_path: Path, idle: bool) -> None:
+    """Every acknowledged SA survives a restart, the ones before the deletion included,
+    whether a change or keyd's stop finds the file gone."""
+    path = tmp_path / "keyd.db"
+    with keyd_thread(tmp_path):
+        client = open_keyd(tmp_path / "keyd.sock")
+        client.add_sa(tunnel_sa(0x1000, OLD, HA))
+        for name in ("keyd.db", "keyd.db-wal", "keyd.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        if not idle:
+            client.add_sa(tunnel_sa(0x1001, HA, OLD))
+        client.close()
+    assert _journal_spis(path) == ([0x1000] if idle else [0x1000, 0x1001])
+
+
+def test_a_journal_deleted_without_its_log_holds_what_the_engine_holds(tmp_path: Path) -> None:
+    """The old write-ahead log left beside the path is not read into the new journal:
+    an SA deleted before the journal was does not come back."""
+    journal = Journal(tmp_path / "keyd.db")
+    service = Service(Engine(), journal, AccessRules(0))
+    session = service.open(Peer(1, 0, 0))
+    for spi in (0x1000, 0x1001):
+        service.request(session, _add(spi), NOW)
+        service.commit()
+    added = decode(_add(0x1001))
+    wanted = (ExtType.SA, ExtType.ADDRESS_SRC, ExtType.ADDRESS_DST)
+    delete = Message(
+        MsgType.DELETE, SAType.ESP, 9, 1, extensions=tuple(e for e in added.extensions if e.exttype in wanted)
+    )
+    service.request(session, delete.encode(), NOW)  # (the deletion is in the log, not yet in the file)
+    service.commit()
+    assert sorted(sa.spi for sa in service.engine.sad.values()) == [0x1000]
+    (tmp_path / "keyd.db").unlink()
+    assert (tmp_path / "keyd.db-wal").exists()
+    service.request(session, _add(0x1002), NOW)
+    service.commit()
+    service.request(session, _add(0x1003), NOW)  # (and the new file is the one written from then on)
+    service.commit()
+    journal.close()
+    assert _journal_spis(tmp_path / "keyd.db") == [0x1000, 0x1002, 0x1003]
+
+
+def test_a_file_that_takes_the_journals_place_is_not_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "other").mkdir()
+    path = journal_with_two_sas(tmp_path / "other")
+    journal = Journal(tmp_path / "keyd.db")
+    service = Service(Engine(), journal, AccessRules(0))
+    session = service.open(Peer(1, 0, 0))
+    os.replace(path, tmp_path / "keyd.db")
+    service.request(session, _add(0x2000), NOW)
+    with pytest.raises(JournalError, match="another file took the journal's place"):
+        service.commit()
+    journal.close()
+    assert _journal_spis(tmp_path / "keyd.db") == [0x1000, 0x1001]
+
+
+def test_an_idle_keyd_finds_its_journal_gone_within_a_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a change to write, a batch still checks the file (at most once a second)."""
+    journal = Journal(tmp_path / "keyd.db")
+    service = Service(Engine(), journal, AccessRules(0))
+    service.request(service.open(Peer(1, 0, 0)), _add(0x1000), NOW)
+    service.commit()
+    (tmp_path / "keyd.db").unlink()
+    service.commit()
+    assert not (tmp_path / "keyd.db").exists()  # (checked less than a second ago)
+    monkeypatch.setattr(journal_module, "CHECK_EVERY", 0.0)
+    service.commit()
+    assert (tmp_path / "keyd.db").exists()
+    journal.close()
+    assert _journal_spis(tmp_path / "keyd.db") == [0x1000]

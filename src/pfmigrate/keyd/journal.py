@@ -16,6 +16,13 @@ What SQLite itself cannot tell is a write-ahead log cut short after a crash (by 
 that lost its cache, or by hand): it drops the torn tail, and with it the transactions
 there, without a word. ``synchronous=FULL`` makes that a matter of failing hardware.
 
+A journal deleted while keyd runs (by hand, or by a cleaner of old files) would take
+every later change with it on a restart: each flush, and one a second when there is
+nothing to write, checks that the file at the path is still the one keyd holds. If it
+is gone, ``flush`` raises ``JournalGone`` and keyd writes all it holds to a new journal
+there (``recreate``); if another file has taken its place, that is ``JournalError``, and
+keyd stops rather than overwrite it.
+
 One keyd at a time: the journal file is locked (``flock``, which SQLite's own locks
 leave alone) for as long as it is open, since two engines writing one journal would
 hand out the same serials and overwrite each other's rows. A journal that cannot be
@@ -29,7 +36,9 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +66,14 @@ class JournalError(Exception):
     """The journal cannot be read or written; the message says which file and why."""
 
 
+class JournalGone(JournalError):
+    """The journal's file was deleted while keyd held it: nothing written there survives
+    a restart (``Journal.recreate`` writes a new one)."""
+
+
+CHECK_EVERY = 1.0  # seconds between checks that the file is still there, when idle
+
+
 def _lock(path: Path) -> int:
     """An open descriptor of ``path`` holding its exclusive ``flock``."""
     try:
@@ -76,7 +93,14 @@ def _lock(path: Path) -> int:
 class Journal:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._open()
+        self.staged: dict[tuple[str, int], Any] = {}  # the latest row of each key, None: deleted
+        self.written: dict[str, int] = {}  # the counters as the journal holds them
+        self.commits = 0
+
+    def _open(self) -> None:
         self._lock = _lock(self.path)
+        self._checked = time.monotonic()
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -97,9 +121,6 @@ class Journal:
         except sqlite3.Error as exc:
             self.close()
             raise JournalError(f"{self.path}: {exc}") from exc
-        self.staged: dict[tuple[str, int], Any] = {}  # the latest row of each key, None: deleted
-        self.written: dict[str, int] = {}  # the counters as the journal holds them
-        self.commits = 0
 
     def load(self) -> tuple[list[SARecord], list[PolicyRecord], dict[str, int]]:
         """Everything the journal holds: SAs, policies, counters."""
@@ -141,10 +162,14 @@ class Journal:
 
     def flush(self, counters: dict[str, int]) -> int:
         """Write what was staged, and the counters if they changed, in one durable
-        transaction; the number of rows written."""
-        staged, self.staged = self.staged, {}
-        if not staged and counters == self.written:
+        transaction; the number of rows written. ``JournalGone`` if the file was deleted
+        (what was staged is kept for ``recreate``)."""
+        if not self.staged and counters == self.written:
+            if time.monotonic() - self._checked >= CHECK_EVERY:
+                self.check()
             return 0
+        self.check()
+        staged, self.staged = self.staged, {}
         try:
             self.db.execute("BEGIN IMMEDIATE")
             for (table, key), row in staged.items():
@@ -164,8 +189,46 @@ class Journal:
         self.commits += 1
         return len(staged)
 
+    def check(self) -> None:
+        """That the file at the path is the journal keyd holds: ``JournalGone`` if it was
+        deleted, ``JournalError`` if another file took its place."""
+        self._checked = time.monotonic()
+        where = self._where()
+        if where == "gone":
+            raise JournalGone(f"{self.path}: the journal was deleted while keyd ran")
+        if where == "replaced":
+            raise JournalError(f"{self.path}: another file took the journal's place while keyd ran")
+
+    def _where(self) -> str:
+        """What is at the path now: "here" (the journal keyd holds), "gone" or "replaced"."""
+        held = os.fstat(self._lock)
+        try:
+            there = os.stat(self.path)
+        except FileNotFoundError:
+            return "gone"
+        except OSError as exc:
+            raise JournalError(f"{self.path}: cannot check the journal: {exc.strerror}") from exc
+        return "here" if (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino) else "replaced"
+
+    def recreate(self, sas: Iterable[SARecord], policies: Iterable[PolicyRecord], counters: dict[str, int]) -> int:
+        """A new journal at the path holding ``sas``, ``policies`` and ``counters`` (all
+        the engine holds), after ``JournalGone``; the number of rows written."""
+        self.close()
+        self._open()
+        self.staged = {("sad", sa.serial): sa for sa in sas}
+        self.staged.update((("spd", policy.serial), policy) for policy in policies)
+        self.written = {}
+        return self.flush(counters)
+
     def close(self) -> None:
+        try:
+            moved = self._lock >= 0 and self._where() != "here"
+        except JournalError:  # (the path cannot be looked at: leave what is there alone)
+            moved = False
         self.db.close()
+        if moved:  # SQLite leaves its log beside a file that moved: a new file at the path would read it as its own
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         if self._lock >= 0:
             os.close(self._lock)
             self._lock = -1

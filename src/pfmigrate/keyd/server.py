@@ -365,5 +365,8 @@ class Server:
         except OSError:  # (gone already)
             pass
         if self.service.journal is not None:
-            self.service.journal.close()
+            try:
+                self.service.save(check=True)  # (a journal deleted while keyd was idle is written anew)
+            finally:
+                self.service.journal.close()
         log.info("stopped", extra={"event": "stopped"})

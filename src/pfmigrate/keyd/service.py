@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from pfmigrate.backends.keyd import LOST_NOTICE
-from pfmigrate.keyd.journal import Journal
+from pfmigrate.keyd.journal import Journal, JournalGone
 from pfmigrate.keyd.metrics import Metrics
 from pfmigrate.pfkey.constants import MsgType
 from pfmigrate.sadb import Delivery, Engine
@@ -234,10 +234,7 @@ class Service:
 
     def commit(self) -> list[Session]:
         """Make the batch durable, then hand its messages out; the sessions that got some."""
-        if self.journal is not None:
-            before = self.journal.commits
-            self.journal.flush(self.engine.counters())
-            self.metrics.journal_commits += self.journal.commits - before
+        self.save()
         for delivery in self.pending:
             self._deliver(delivery, self.answers)
         self.pending = []
@@ -245,6 +242,23 @@ class Service:
         self.metrics.sas, self.metrics.policies = len(self.engine.sad), len(self.engine.spd)
         touched, self.touched = list(self.touched.values()), {}
         return touched
+
+    def save(self, *, check: bool = False) -> None:
+        """Make what the engine changed durable (and with ``check``, see that the journal
+        is still there even if nothing changed). A journal deleted under keyd is written
+        anew from the engine, which holds everything acknowledged so far."""
+        journal = self.journal
+        if journal is None:
+            return
+        before = journal.commits
+        try:
+            if check:
+                journal.check()
+            journal.flush(self.engine.counters())
+        except JournalGone as gone:
+            log.warning("journal deleted: writing it anew", extra={"event": "journal-recreated", "error": str(gone)})
+            journal.recreate(self.engine.sad.values(), self.engine.spd.values(), self.engine.counters())
+        self.metrics.journal_commits += journal.commits - before
 
     def refuse(self, session: Session, data: bytes, code: int) -> None:
         """Answer ``data`` with errno ``code`` (after the commit, as every answer)."""
