@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from pfmigrate.pfkey.constants import AF_INET, AF_INET6, MsgType
@@ -40,6 +41,7 @@ from pfmigrate.sadb.records import (
     SARecord,
     Selector,
     Template,
+    packed_address_ext,
     same_address,
     sockaddr_bytes,
 )
@@ -295,30 +297,21 @@ def announcement(
     selector: Selector, xdir: int, moves: list[Move], kmaddress: tuple[tuple[int, bytes, bytes], int] | None
 ) -> bytes:
     """``pfkey_send_migrate``: KMADDRESS, SRC, DST (the selector, raw protocol, no ports),
-    X_POLICY with each old/new pair; seq and pid 0. Packed directly: it goes out with
-    every MIGRATE, and building it through the codec's value objects costs more than
-    the move itself."""
+    X_POLICY with each old/new pair; seq and pid 0. Packed directly from pieces kept
+    in bounded caches: it goes out with every MIGRATE, and the same addresses come back
+    move after move."""
     parts: list[bytes] = []
     if kmaddress is not None:
         (family, local, remote), reserved = kmaddress
-        pair = _pad(sockaddr_bytes(family, local) + sockaddr_bytes(family, remote))
+        pair = _sockaddr_pair(family, local, remote)
         parts.append(_KMADDRESS_HEAD.pack(1 + len(pair) // 8, 25, reserved) + pair)
     family = selector.family
-    for exttype, address, prefixlen in (
-        (5, selector.saddr, selector.prefixlen_s),
-        (6, selector.daddr, selector.prefixlen_d),
-    ):
-        sockaddr = _pad(sockaddr_bytes(family, address))
-        parts.append(_ADDRESS_HEAD.pack(1 + len(sockaddr) // 8, exttype, selector.proto, prefixlen, 0) + sockaddr)
-    requests: list[bytes] = []
+    parts.append(packed_address_ext(5, family, selector.saddr, selector.prefixlen_s, selector.proto))
+    parts.append(packed_address_ext(6, family, selector.daddr, selector.prefixlen_d, selector.proto))
+    requests = []
     for m in moves:
-        level, mode = (3 if m.reqid else 2), MODE_TO_PFKEY[m.mode]
-        for family, saddr, daddr in (
-            (m.old_family, m.old_saddr, m.old_daddr),
-            (m.new_family, m.new_saddr, m.new_daddr),
-        ):
-            pair = _pad(sockaddr_bytes(family, saddr) + sockaddr_bytes(family, daddr))
-            requests.append(_REQUEST.pack(_REQUEST.size + len(pair), m.proto, mode, level, 0, m.reqid, 0) + pair)
+        requests.append(_request(m.proto, m.mode, m.reqid, m.old_family, m.old_saddr, m.old_daddr))
+        requests.append(_request(m.proto, m.mode, m.reqid, m.new_family, m.new_saddr, m.new_daddr))
     body = b"".join(requests)
     parts.append(_POLICY_HEAD.pack(2 + len(body) // 8, 18, 2, xdir + 1, 0, 0, 0) + body)
     exts = b"".join(parts)
@@ -326,13 +319,23 @@ def announcement(
     return _HEADER.pack(2, MsgType.X_MIGRATE, 0, satype, 2 + len(exts) // 8, 0, 0, 0) + exts
 
 
-def _pad(raw: bytes) -> bytes:
+@lru_cache(maxsize=4096)
+def _sockaddr_pair(family: int, first: bytes, second: bytes) -> bytes:
+    """Two sockaddrs as Linux writes them, back to back, padded to 8 bytes."""
+    raw = sockaddr_bytes(family, first) + sockaddr_bytes(family, second)
     return raw + bytes(-len(raw) % 8)
+
+
+@lru_cache(maxsize=4096)
+def _request(proto: int, mode: int, reqid: int, family: int, saddr: bytes, daddr: bytes) -> bytes:
+    """One ipsecrequest of the announcement: level unique with a reqid, else require."""
+    pair = _sockaddr_pair(family, saddr, daddr)
+    level = 3 if reqid else 2
+    return _REQUEST.pack(_REQUEST.size + len(pair), proto, MODE_TO_PFKEY[mode], level, 0, reqid, 0) + pair
 
 
 _HEADER = struct.Struct("=BBBBHHII")
 _KMADDRESS_HEAD = struct.Struct("=HHI")
-_ADDRESS_HEAD = struct.Struct("=HHBBH")
 _POLICY_HEAD = struct.Struct("=HHHBBII")
 
 

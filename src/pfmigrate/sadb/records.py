@@ -186,7 +186,7 @@ def _padded(raw: bytes) -> bytes:
 
 
 @lru_cache(maxsize=4096)
-def _address_ext(exttype: int, family: int, raw: bytes, prefixlen: int, proto: int, port: int = 0) -> bytes:
+def packed_address_ext(exttype: int, family: int, raw: bytes, prefixlen: int, proto: int, port: int = 0) -> bytes:
     body = _padded(sockaddr_bytes(family, raw, port))
     return _ADDRESS_HEAD.pack(1 + len(body) // 8, exttype, proto, prefixlen, 0) + body
 
@@ -213,11 +213,11 @@ def sa_message(
         parts.append(_LIFETIME_EXT.pack(4, 4, report_limit(lft[2]) & 0xFFFFFFFF, report_limit(lft[0]), lft[4], lft[6]))
     parts.append(_LIFETIME_EXT.pack(4, 2, sa.cur_packets & 0xFFFFFFFF, sa.cur_bytes, sa.add_time, sa.use_time))
     bits = host_bits(family)
-    parts.append(_address_ext(5, family, sa.saddr, bits, 0))
-    parts.append(_address_ext(6, family, sa.daddr, bits, 0))
+    parts.append(packed_address_ext(5, family, sa.saddr, bits, 0))
+    parts.append(packed_address_ext(6, family, sa.daddr, bits, 0))
     _, sel_saddr, sel_prefixlen_s, sel_proto, sel_sport = sa.sel
     if not same_address(sel_saddr, sa.saddr, family):
-        parts.append(_address_ext(7, family, sel_saddr, sel_prefixlen_s, sel_proto or 255, sel_sport))
+        parts.append(packed_address_ext(7, family, sel_saddr, sel_prefixlen_s, sel_proto or 255, sel_sport))
     if keys and sa.aalg is not None and sa.akey_bits:
         body = _padded(sa.akey)
         parts.append(_KEY_HEAD.pack(1 + len(body) // 8, 8, sa.akey_bits, 0) + body)
