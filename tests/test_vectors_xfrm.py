@@ -17,12 +17,15 @@ from pfmigrate.model import AH, ESP, AcquireEvent, ExpireEvent, KMAddress, Migra
 from pfmigrate.modeljson import to_data
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
 from pfmigrate.xfrm import (
+    AeventId,
     AlgAead,
     AlgAuthTrunc,
     Encap,
     EncapTmpl,
+    EtimerThresh,
     IfId,
     KmAddress,
+    LifetimeValue,
     Mark,
     Migrate,
     MsgType,
@@ -30,6 +33,8 @@ from pfmigrate.xfrm import (
     NetlinkError,
     NetlinkMessage,
     NlFlags,
+    ReplayThresh,
+    ReplayValue,
     SaExtraFlags,
     SaInfo,
     Templates,
@@ -114,6 +119,16 @@ FACTS: dict[str, Callable[[NetlinkMessage], bool]] = {
         and (f.sel.saddr, f.sel.daddr, f.sel.proto) == (HOA, HA, 135)
         and (f.lft.soft_add_expires_seconds, f.lft.hard_add_expires_seconds) == (1, 4)
         and [(t.saddr, t.id.daddr) for a in xfrm(m).all(Templates) for t in a.templates] == [(NEW, HA)]
+    ),
+    "newae_reply": lambda m: (  # replay state, a XFRMA_PAD to align the 64-bit lifetime, then the thresholds
+        m.type == MsgType.NEWAE
+        and isinstance(f := xfrm(m).fixed, AeventId)
+        and (f.sa_id.spi, f.sa_id.daddr, f.saddr, f.flags, f.reqid) == (0x5000, HA, OLD, 9, 7)
+        and [a.attr for a in xfrm(m).attrs] == [10, 27, 9, 11, 12]
+        and xfrm(m).get(ReplayValue) == ReplayValue(0, 0, 0)
+        and (lt := xfrm(m).get(LifetimeValue)) is not None
+        and lt.current.add_time > 0
+        and (xfrm(m).get(ReplayThresh), xfrm(m).get(EtimerThresh)) == (ReplayThresh(2), EtimerThresh(10))
     ),
     "polexpire_hard": lambda m: (
         m.type == MsgType.POLEXPIRE

@@ -34,6 +34,7 @@ from pfmigrate.xfrm import (
     DUMP,
     FIXED,
     AddressFilter,
+    AeventId,
     AlgAead,
     AlgAuth,
     AlgAuthTrunc,
@@ -118,7 +119,7 @@ MANY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 #: sizeof() of every struct on Linux x86-64 (natural alignment), from include/uapi/linux/xfrm.h.
 LINUX_SIZES: dict[type[CStruct], int] = {
     Selector: 56, XfrmId: 24, LifetimeCfg: 64, LifetimeCur: 32, Stats: 12, UsersaInfo: 224, UsersaId: 24,
-    UserspiInfo: 232, UserpolicyInfo: 168, UserpolicyId: 64, UserAcquire: 280, UserExpire: 232,
+    AeventId: 48, UserspiInfo: 232, UserpolicyInfo: 168, UserpolicyId: 64, UserAcquire: 280, UserExpire: 232,
     UserPolexpire: 176, UsersaFlush: 1, UserTmpl: 64, UserMigrate: 76, UserKmaddress: 40, EncapTmpl: 24,
 }  # fmt: skip
 
@@ -892,7 +893,7 @@ def test_done_status() -> None:
 
 
 def test_raw_messages_keep_their_bytes() -> None:
-    for mtype in (NlMsgType.NOOP, NlMsgType.OVERRUN, MsgType.NEWAE, MsgType.REPORT, MsgType.MAPPING, 0xFFFF):
+    for mtype in (NlMsgType.NOOP, NlMsgType.OVERRUN, MsgType.NEWSADINFO, MsgType.REPORT, MsgType.MAPPING, 0xFFFF):
         wire = nlmsg(mtype, b"\x01\x02\x03\x04\x05")
         assert decode(wire) == [RawMessage(mtype, 0, 7, 4242, b"\x01\x02\x03\x04\x05")]
         assert encode_all(decode(wire)) == wire
@@ -943,7 +944,7 @@ def test_dump_requests_carry_filter_attributes_without_a_struct(attrs: tuple[Att
         lambda: _flush(Encap(EncapTmpl(oa=b"\xc0\x00\x02\x01"))),  # oa is packed as "16s": zero-filled
         lambda: _flush(Encap(EncapTmpl(oa=bytes(range(20))))),  # ... or cut
         lambda: NetlinkError(error=5),  # decode refuses a positive error
-        lambda: XfrmMessage(MsgType.NEWAE, attrs=(Proto(50),)),  # decodes as a RawMessage
+        lambda: XfrmMessage(MsgType.NEWSADINFO, attrs=(Proto(50),)),  # decodes as a RawMessage
         lambda: XfrmMessage(MsgType.NEWSA, attrs=(Proto(50),)),  # attributes read as a xfrm_usersa_info
     ],
     ids=[
@@ -951,7 +952,7 @@ def test_dump_requests_carry_filter_attributes_without_a_struct(attrs: tuple[Att
         "EncapTmpl-oa-short",
         "EncapTmpl-oa-long",
         "NetlinkError-positive",
-        "XfrmMessage-NEWAE",
+        "XfrmMessage-NEWSADINFO",
         "XfrmMessage-NEWSA-without-fixed",
     ],
 )

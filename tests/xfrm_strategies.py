@@ -48,6 +48,7 @@ from pfmigrate.xfrm import (
     DUMP,
     FIXED,
     AddressFilter,
+    AeventId,
     Algo,
     AlgoWithLength,
     Attribute,
@@ -101,9 +102,9 @@ T = TypeVar("T")
 
 #: Every fixed struct of ``pfmigrate.xfrm.structs``, in the module's order.
 STRUCT_CLASSES: tuple[type[CStruct], ...] = (
-    Selector, XfrmId, LifetimeCfg, LifetimeCur, Stats, UsersaInfo, UsersaId, UserspiInfo, UserpolicyInfo,
-    UserpolicyId, UserAcquire, UserExpire, UserPolexpire, UsersaFlush, UserTmpl, UserMigrate, UserKmaddress,
-    EncapTmpl,
+    Selector, XfrmId, LifetimeCfg, LifetimeCur, Stats, UsersaInfo, UsersaId, AeventId, UserspiInfo,
+    UserpolicyInfo, UserpolicyId, UserAcquire, UserExpire, UserPolexpire, UsersaFlush, UserTmpl, UserMigrate,
+    UserKmaddress, EncapTmpl,
 )  # fmt: skip
 #: Every attribute class: the known ones in wire-number order, then ``UnknownAttribute``.
 ATTRIBUTE_TYPES: tuple[type[Attribute], ...] = (
@@ -208,6 +209,12 @@ def _sa_infos(draw: st.DrawFn, cls: type[UsersaInfo]) -> UsersaInfo:
 def _sa_ids(draw: st.DrawFn, cls: type[UsersaId]) -> UsersaId:
     family = draw(families())
     return draw(from_fields(cls, family=st.just(family), daddr=addresses(family)))
+
+
+@st.composite
+def _aevent_ids(draw: st.DrawFn, cls: type[AeventId]) -> AeventId:
+    sa_id = draw(values(UsersaId))
+    return draw(from_fields(cls, sa_id=st.just(sa_id), saddr=addresses(sa_id.family)))
 
 
 @st.composite
@@ -323,6 +330,7 @@ _SPECIAL: dict[type, Callable[[Any], st.SearchStrategy[Any]]] = {
     Selector: _selectors,
     UsersaInfo: _sa_infos,
     UsersaId: _sa_ids,
+    AeventId: _aevent_ids,
     UserAcquire: _acquires,
     UserTmpl: _templates,
     UserMigrate: _migrates,

@@ -36,6 +36,7 @@ from pfmigrate.xfrm import (
     DUMP,
     FIXED,
     AddressFilter,
+    AeventId,
     Algo,
     AlgoWithLength,
     Attribute,
@@ -102,6 +103,7 @@ class Maker(ValueMaker):
             Selector: self.selector,
             UsersaInfo: lambda cls: self.with_family(cls, "id", "saddr"),
             UsersaId: lambda cls: self.with_family(cls, "daddr"),
+            AeventId: self.aevent_id,
             UserTmpl: lambda cls: self.with_family(cls, "id", "saddr"),
             UserKmaddress: lambda cls: self.with_family(cls, "local", "remote"),
             UserAcquire: self.acquire,
@@ -150,6 +152,11 @@ class Maker(ValueMaker):
         for name in names:
             given[name] = self.xfrm_id(family) if name == "id" else self.address(family)
         return self.build(cls, **given)
+
+    def aevent_id(self, cls: type[AeventId]) -> AeventId:
+        sa_id: UsersaId = self.value(UsersaId)
+        result: AeventId = self.build(cls, sa_id=sa_id, saddr=self.address(sa_id.family))
+        return result
 
     def acquire(self, cls: type[UserAcquire]) -> UserAcquire:
         sel: Selector = self.value(Selector)

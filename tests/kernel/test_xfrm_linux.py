@@ -5,6 +5,7 @@ vectors for the plain tier."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import struct
 import time
@@ -18,16 +19,20 @@ from pfmigrate.backends.linux import xfrm_socket
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
 from pfmigrate.xfrm import (
     DUMP,
+    AeFlags,
+    AeventId,
     AlgAead,
     AlgAuth,
     AlgAuthTrunc,
     AlgCrypt,
     Encap,
     EncapTmpl,
+    EtimerThresh,
     Group,
     IfId,
     KmAddress,
     LifetimeCfg,
+    LifetimeValue,
     Mark,
     Migrate,
     Mode,
@@ -37,6 +42,8 @@ from pfmigrate.xfrm import (
     NetlinkMessage,
     NlFlags,
     PolicyDir,
+    ReplayThresh,
+    ReplayValue,
     SaExtraFlags,
     Selector,
     Templates,
@@ -359,3 +366,34 @@ def test_the_policy_group_hears_a_flush(netlink: Netlink, vectors: Vectors) -> N
         vectors.keep_xfrm("flushpolicy_notification", flushed, "FLUSHPOLICY to the policy group")
     finally:
         listener.close()
+
+
+def test_getae_answers_newae_with_the_replay_state_and_lifetime(netlink: Netlink, vectors: Vectors) -> None:
+    """GETAE reads an SA's replay state and current lifetime (what a key manager carries
+    over when it re-adds an SA elsewhere): Linux answers the asker with NEWAE, adding the
+    thresholds its flags ask for, and ESRCH for an SA it does not have."""
+    netlink.request(new_sa(0x5000))
+    ask = AeventId(UsersaId(HA, 0x5000, AF_INET6, 50), OLD, AeFlags.RTHR | AeFlags.ETHR)
+    [reply] = netlink.request(XfrmMessage(MsgType.GETAE, NlFlags.REQUEST, fixed=ask))
+    assert isinstance(reply, XfrmMessage), reply
+    assert reply.type == MsgType.NEWAE
+    assert isinstance(reply.fixed, AeventId)
+    assert (reply.fixed.sa_id, reply.fixed.saddr, reply.fixed.flags, reply.fixed.reqid) == (
+        ask.sa_id,
+        OLD,
+        AeFlags.RTHR | AeFlags.ETHR,
+        7,
+    )
+    assert reply.get(ReplayValue) == ReplayValue(0, 0, 0)
+    lifetime = reply.get(LifetimeValue)
+    assert lifetime is not None
+    assert (lifetime.current.nbytes, lifetime.current.packets) == (0, 0)
+    assert lifetime.current.add_time > 0
+    assert reply.get(ReplayThresh) is not None
+    assert reply.get(EtimerThresh) is not None
+    vectors.keep_xfrm("newae_reply", reply, "NEWAE answering GETAE (RTHR|ETHR): SA 0x5000 old CoA -> HA, reqid 7")
+
+    unknown = replace(ask, sa_id=UsersaId(HA, 0x5001, AF_INET6, 50))
+    [refused] = netlink.request(XfrmMessage(MsgType.GETAE, NlFlags.REQUEST, fixed=unknown))
+    assert isinstance(refused, NetlinkError)
+    assert refused.errno == errno.ESRCH

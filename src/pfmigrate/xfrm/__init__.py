@@ -48,6 +48,7 @@ from pfmigrate.xfrm.constants import (
     AF_INET,
     AF_INET6,
     DUMP,
+    AeFlags,
     Attr,
     Group,
     Mode,
@@ -70,6 +71,7 @@ from pfmigrate.xfrm.message import (
     decode_one,
 )
 from pfmigrate.xfrm.structs import (
+    AeventId,
     EncapTmpl,
     LifetimeCfg,
     LifetimeCur,
@@ -97,9 +99,9 @@ __all__ = [
     "AddressFilter", "OffloadDev", "Scalar", "ReplayThresh", "EtimerThresh", "LastUsed", "TfcPad",
     "SaExtraFlags", "Proto", "SetMark", "SetMarkMask", "IfId", "MtimerThresh", "SaDir",
     "NatKeepaliveInterval", "SaPcpu", "RawAddress", "SrcAddr", "CoAddr", "UnknownAttribute", "AF_INET",
-    "AF_INET6", "DUMP", "Attr", "Group", "Mode", "MsgType", "NlFlags", "NlMsgType", "PolicyAction",
+    "AF_INET6", "DUMP", "AeFlags", "Attr", "Group", "Mode", "MsgType", "NlFlags", "NlMsgType", "PolicyAction",
     "PolicyDir", "PolicyType", "Share", "FIXED", "NetlinkDone", "NetlinkError", "NetlinkMessage",
-    "RawMessage", "XfrmMessage", "decode", "decode_one", "EncapTmpl", "LifetimeCfg", "LifetimeCur",
+    "RawMessage", "XfrmMessage", "decode", "decode_one", "AeventId", "EncapTmpl", "LifetimeCfg", "LifetimeCur",
     "Selector", "Stats", "UserAcquire", "UserExpire", "UserKmaddress", "UserMigrate", "UserPolexpire",
     "UserpolicyId", "UserpolicyInfo", "UsersaFlush", "UsersaId", "UsersaInfo", "UserspiInfo", "UserTmpl",
     "XfrmId",

@@ -181,6 +181,19 @@ class StateFlags(enum.IntFlag, boundary=enum.KEEP):
     ESN = 128
 
 
+class AeFlags(enum.IntFlag, boundary=enum.KEEP):
+    """``xfrm_aevent_id.flags`` (``XFRM_AE_*``): in GETAE the thresholds asked for, in
+    NEWAE what caused it (a replay or timer threshold, or a change)."""
+
+    RTHR = 1
+    RVAL = 2
+    LVAL = 4
+    ETHR = 8
+    CR = 16
+    CE = 32
+    CU = 64
+
+
 class PolicyFlags(enum.IntFlag, boundary=enum.KEEP):
     LOCALOK = 1
     ICMP = 2

@@ -21,6 +21,7 @@ from pfmigrate._wire import DecodeError, Reader
 from pfmigrate.xfrm.attributes import Attribute, read_attributes
 from pfmigrate.xfrm.constants import MsgType, NlMsgType
 from pfmigrate.xfrm.structs import (
+    AeventId,
     CStruct,
     UserAcquire,
     UserExpire,
@@ -54,6 +55,8 @@ FIXED: dict[int, type[CStruct]] = {
     MsgType.POLEXPIRE: UserPolexpire,
     MsgType.FLUSHSA: UsersaFlush,
     MsgType.MIGRATE: UserpolicyId,
+    MsgType.NEWAE: AeventId,
+    MsgType.GETAE: AeventId,
 }
 #: Types whose payload is attributes only.
 ATTRIBUTES_ONLY = frozenset({MsgType.FLUSHPOLICY})
@@ -207,7 +210,7 @@ class NetlinkDone(NetlinkMessage):
 
 @dataclass(frozen=True, slots=True)
 class RawMessage(NetlinkMessage):
-    """Any other message (``NLMSG_NOOP``, AE events, reports…), kept as bytes."""
+    """Any other message (``NLMSG_NOOP``, reports, mappings…), kept as bytes."""
 
     type: int = uint(16, None)
     flags: int = uint(16)

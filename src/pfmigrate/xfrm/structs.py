@@ -279,6 +279,34 @@ class UsersaId(CStruct):
         return cls(addr_from_wire(daddr, family), ntohl(spi), family, proto)
 
 
+_AEVENT_TAIL = struct.Struct("=16sII")
+
+
+@dataclass(frozen=True, slots=True)
+class AeventId(CStruct):
+    """``struct xfrm_aevent_id`` (48), of NEWAE and GETAE: 0 sa_id · 24 saddr · 40 flags
+    (``XFRM_AE_*``: which values a GETAE asks for, what caused a NEWAE) · 44 reqid. The
+    source address is in the family of ``sa_id``."""
+
+    SIZE = 48
+    sa_id: UsersaId = UsersaId()
+    saddr: IPAddress = ANY6
+    flags: int = uint(32)
+    reqid: int = uint(32)
+
+    def _check(self) -> None:
+        object.__setattr__(self, "saddr", _ip(self.saddr))
+
+    def pack(self) -> bytes:
+        return self.sa_id.pack() + _AEVENT_TAIL.pack(addr_to_wire(self.saddr), self.flags, self.reqid)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Self:
+        sa_id = UsersaId.unpack(raw[:24])
+        saddr, flags, reqid = _AEVENT_TAIL.unpack_from(raw, 24)
+        return cls(sa_id, addr_from_wire(saddr, sa_id.family), flags, reqid)
+
+
 _SPI_RANGE = struct.Struct("=II")
 
 
