@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import errno
 import struct
+from ipaddress import ip_network
 
 import pytest
 
-from pfmigrate.backends.pfkey_ops import PfKeyOperations
+from pfmigrate.backends.pfkey_ops import PfKeyOperations, selector_extensions
 from pfmigrate.backends.xfrm_ops import XfrmOperations
 from pfmigrate.engine import KeyEngineError
 from pfmigrate.mobility import routeopt
-from pfmigrate.model import Dir
+from pfmigrate.model import Dir, Selector
+from pfmigrate.pfkey import Direction, Message, PolicyType, SAType
+from pfmigrate.pfkey import MsgType as PfkeyMsgType
+from pfmigrate.pfkey import Policy as PolicyExt
 from pfmigrate.xfrm import DUMP, MsgType, NetlinkDone, NlFlags, XfrmMessage
 from tests.seed_scenario import OUT_SELECTOR
 
@@ -87,3 +91,17 @@ def test_route_optimisations_requests_end_the_same_way() -> None:
     with pytest.raises(KeyEngineError) as unreadable:
         request.result()
     assert unreadable.value.errno == errno.EBADMSG
+
+
+def test_an_af_key_policy_dump_leaves_out_socket_policies() -> None:
+    """Linux's X_SPDDUMP lists a socket's own policies too, with direction 4 or 5 (an IKE
+    daemon's bypass on its sockets): they are not the SPD's, and not an error."""
+    ops = PfKeyOperations(4242)
+    exchange = ops.dump_policies()
+    src, dst = selector_extensions(Selector(ip_network("0.0.0.0/0"), ip_network("0.0.0.0/0")))
+    for seq, direction in ((1, Direction.OUTBOUND), (0, Direction(5))):  # (the last of a dump has seq 0)
+        policy = PolicyExt(PolicyType.NONE, direction, 60)
+        answer = Message(PfkeyMsgType.X_SPDDUMP, SAType.UNSPEC, seq, 4242, extensions=(src, dst, policy))
+        exchange.feed(answer.encode())
+    [only] = exchange.result()
+    assert (only.dir, only.index) == (Dir.OUT, 60)

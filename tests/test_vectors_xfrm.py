@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv6Address
+from dataclasses import replace
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,14 @@ from pfmigrate.xfrm import (
     UserpolicyInfo,
     UsersaId,
     UsersaInfo,
+    UserTmpl,
+    XfrmId,
     XfrmMessage,
     decode,
 )
+from pfmigrate.xfrm import Mode as XfrmMode
+from pfmigrate.xfrm import Selector as XfrmSelector
+from pfmigrate.xfrm.constants import AF_INET, AF_INET6
 
 VECTORS: dict[str, dict[str, Any]] = {
     v["name"]: v for v in json.loads((Path(__file__).parent / "vectors" / "xfrm_linux.json").read_text())
@@ -174,3 +180,40 @@ def test_linuxs_event_messages_become_the_models_events() -> None:
         (ESP, OLD, NEW, HA), (AH, OLD, NEW, HA),
     ]  # fmt: skip
     assert migrate.request.kmaddress == KMAddress(NEW, HA)
+
+
+def _acquire_with(daddr: IPv6Address, saddr: IPv6Address, template: UserTmpl) -> bytes:
+    """Linux's ACQUIRE (an IPv6 flow) with the SA's addresses and its template replaced."""
+    [msg] = decode(bytes.fromhex(VECTORS["acquire"]["hex"]))
+    ua = xfrm(msg).fixed
+    assert isinstance(ua, UserAcquire)
+    ua = replace(ua, id=XfrmId(daddr, 0, template.id.proto), saddr=saddr)
+    return XfrmMessage(MsgType.ACQUIRE, 0, 0, 0, ua, (Templates((template,)),)).encode()
+
+
+def test_an_acquire_for_an_ipv4_tunnel_of_ipv6_traffic_has_ipv4_endpoints() -> None:
+    """The SA's addresses are in its template's family, not the flow's: the codec reads
+    them as IPv6 (losing nothing) and the backend as the template says."""
+    tunnel = UserTmpl(XfrmId(V4B, 0, ESP), AF_INET, V4A, 9, XfrmMode.TUNNEL)
+    raw = _acquire_with(IPv6Address(V4B.packed + bytes(12)), IPv6Address(V4A.packed + bytes(12)), tunnel)
+    [event] = XfrmOperations().events(raw)
+    assert isinstance(event, AcquireEvent)
+    assert (event.src, event.dst, event.mode, event.reqid) == (V4A, V4B, Mode.TUNNEL, 9)
+    assert event.selector is not None
+    assert event.selector.dst == IPv6Network("::1/128")
+
+
+def test_an_acquire_for_route_optimisation_is_not_a_key_managers() -> None:
+    """Mobile IPv6's route-optimisation states (type 2 routing header, mode ro) are made
+    by its own daemon: no event for an IKE daemon, not a transport-mode one."""
+    ro = UserTmpl(XfrmId(LOOP, 0, 43), AF_INET6, LOOP, 0, XfrmMode.ROUTEOPTIMIZATION)
+    assert XfrmOperations().events(_acquire_with(LOOP, LOOP, ro)) == []
+
+
+def test_an_acquire_of_ipv4_traffic_over_ipv6_keeps_all_16_bytes() -> None:
+    """The codec reads an ACQUIRE's SA addresses in the flow's family only where that
+    loses nothing: an IPv6 tunnel for IPv4 traffic comes back byte for byte."""
+    v4_flow = XfrmSelector(V4B, V4A, family=AF_INET, prefixlen_d=32, prefixlen_s=32)
+    ua = UserAcquire(XfrmId(HA, 0, ESP), OLD, v4_flow, UserpolicyInfo(v4_flow))
+    [back] = decode(XfrmMessage(MsgType.ACQUIRE, fixed=ua).encode())
+    assert xfrm(back).fixed == ua

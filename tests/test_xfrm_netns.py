@@ -20,7 +20,7 @@ from ipaddress import ip_address, ip_network
 import pytest
 from testbed.netns import in_new_netns
 
-from pfmigrate.backends.linux import open_xfrm, open_xfrm_async, probe_pfkey, probe_xfrm
+from pfmigrate.backends.linux import open_xfrm, open_xfrm_async, probe_pfkey, probe_xfrm, xfrm_socket
 from pfmigrate.engine import Capabilities, KeyEngineError
 from pfmigrate.model import (
     ESP,
@@ -40,6 +40,22 @@ from pfmigrate.model import (
     Template,
 )
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
+from pfmigrate.xfrm import Mode as XfrmMode
+from pfmigrate.xfrm import (
+    MsgType,
+    NetlinkError,
+    NlFlags,
+    PolicyAction,
+    PolicyDir,
+    Templates,
+    UserpolicyInfo,
+    UserTmpl,
+    XfrmId,
+    XfrmMessage,
+    decode,
+)
+from pfmigrate.xfrm import Selector as XfrmSelector
+from pfmigrate.xfrm.constants import AF_INET
 
 HOA, HA, OLD, NEW = (ip_address(a) for a in (HOME_ADDRESS, HOME_AGENT, OLD_COA, NEW_COA))
 
@@ -277,3 +293,75 @@ def test_asyncio_use_with_events() -> None:
     assert refused == errno.ENOENT
     assert [event.request.bundles[0].new_src for event in heard if isinstance(event, MigrateEvent)] == [NEW]
     assert lost == [EventsLost("the kernel dropped messages for this socket (ENOBUFS)")]
+
+
+# --- what the kernel holds beyond the model -----------------------------------------------------
+
+IP_XFRM_POLICY = 17  # (the socket option that gives one socket a policy of its own)
+
+
+def _raw_policy(template_mode: XfrmMode) -> None:
+    """A policy added with a template in ``template_mode``, past the backend."""
+    sock = xfrm_socket()
+    info = UserpolicyInfo(XfrmSelector.of("10.1.0.0/16", "10.2.0.0/16"), dir=PolicyDir.OUT)
+    tmpl = UserTmpl(XfrmId(ip_address("10.0.0.2"), 0, ESP), AF_INET, ip_address("10.0.0.1"), 3, template_mode)
+    request = XfrmMessage(MsgType.NEWPOLICY, NlFlags.REQUEST | NlFlags.ACK, 1, 0, info, (Templates((tmpl,)),))
+    sock.send(request.encode())
+    [ack] = decode(sock.recv(65536))
+    assert isinstance(ack, NetlinkError)
+    assert ack.error == 0, ack
+    sock.close()
+
+
+def test_dumps_leave_out_socket_policies_and_modes_the_model_has_no_name_for() -> None:
+    """An IKE daemon's socket bypass policy (Linux dumps it with direction 3 or 4) and an
+    IP-TFS template are not policies of the SPD the model can hold; the rest still comes."""
+
+    def scenario() -> tuple[list[Policy], str]:
+        with open_xfrm() as engine:
+            engine.add_policy(tunnel_policy(OLD))
+            ike = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            bypass = UserpolicyInfo(XfrmSelector(family=AF_INET), dir=PolicyDir.OUT, action=PolicyAction.ALLOW)
+            ike.setsockopt(socket.IPPROTO_IP, IP_XFRM_POLICY, bypass.pack())
+            _raw_policy(XfrmMode.IPTFS)
+            listed = subprocess.run(["ip", "xfrm", "policy"], capture_output=True, text=True, check=True).stdout
+            dumped = engine.dump_policies()
+            ike.close()
+            return dumped, listed
+
+    dumped, listed = in_new_netns(scenario)
+    assert "socket out" in listed
+    assert "mode 5" in listed  # (both are there)
+    assert dumped == [Policy(OUT, Dir.OUT, tunnel_policy(OLD).templates, index=dumped[0].index)]
+
+
+def test_a_block_policy_with_templates_reads_as_discard() -> None:
+    """Linux keeps the templates given to a block policy and never uses them."""
+
+    def scenario() -> list[Policy]:
+        subprocess.run(
+            "ip xfrm policy add src 10.1.0.0/16 dst 10.2.0.0/16 dir out action block"
+            " tmpl src 10.0.0.1 dst 10.0.0.2 proto esp mode tunnel",
+            shell=True,
+            check=True,
+        )
+        with open_xfrm() as engine:
+            return engine.dump_policies()
+
+    [policy] = in_new_netns(scenario)
+    assert (policy.action, policy.templates, policy.dir) == (Action.DISCARD, (), Dir.OUT)
+
+
+def test_a_policy_in_a_mode_the_model_has_no_name_for_is_an_error_not_a_transport_one() -> None:
+    def scenario() -> tuple[int, str]:
+        _raw_policy(XfrmMode.IPTFS)
+        with open_xfrm() as engine:
+            try:
+                engine.get_policy(Selector(ip_network("10.1.0.0/16"), ip_network("10.2.0.0/16")), Dir.OUT)
+            except KeyEngineError as exc:
+                return exc.errno or 0, str(exc)
+        return 0, "no error"
+
+    code, said = in_new_netns(scenario)
+    assert code == errno.EOPNOTSUPP
+    assert "XFRM mode 5" in said

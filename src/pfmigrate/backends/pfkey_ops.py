@@ -321,6 +321,13 @@ def policy_from(msg: Message) -> Policy:
     )
 
 
+def _spd_policy(msg: Message) -> bool:
+    """A policy of the SPD itself, not a socket's own (Linux dumps those too, with
+    direction 4 or 5)."""
+    ext = msg.get(PolicyExt)
+    return ext is not None and ext.dir in DIRECTION_BACK
+
+
 def migrate_from(msg: Message) -> MigrateRequest:
     """A MIGRATE broadcast. Linux puts the selector's protocol there as XFRM holds it
     (0 for any), not as PF_KEY's 255."""
@@ -402,9 +409,16 @@ class _Reply(Exchange[T]):
 class _Dump(_Reply[list[T]]):
     """A DUMP or X_SPDDUMP: answers numbered 1, 2, ... and the last with seq 0."""
 
-    def __init__(self, operation: str, request: Message, convert: Callable[[Message], T]) -> None:
+    def __init__(
+        self,
+        operation: str,
+        request: Message,
+        convert: Callable[[Message], T],
+        keep: Callable[[Message], bool] = lambda msg: True,
+    ) -> None:
         super().__init__(operation, request, lambda m: [])
         self.each = convert
+        self.keep = keep
         self.parts: list[Message] = []
         self.error = 0
 
@@ -428,7 +442,7 @@ class _Dump(_Reply[list[T]]):
             raise self.failure
         if self.error and not (self.error == _errno.ENOENT and not self.parts):
             raise KeyEngineError(self.error, self.operation, f"answered by {self.source}")
-        return [self.each(part) for part in self.parts]
+        return [self.each(part) for part in self.parts if self.keep(part)]
 
 
 class _Migrate(_Reply[None]):
@@ -513,7 +527,8 @@ class PfKeyOperations:
                     return policy
             raise KeyEngineError(_errno.ENOENT, "get policy", f"no {dir.value} policy for {selector}")
 
-        return _Picked(self._own(_Dump("get policy", self._stamp(Message(MsgType.X_SPDDUMP)), policy_from)), pick)
+        dump = _Dump("get policy", self._stamp(Message(MsgType.X_SPDDUMP)), policy_from, _spd_policy)
+        return _Picked(self._own(dump), pick)
 
     def delete_policy(self, selector: Selector, dir: Dir) -> Exchange[None]:
         msg = policy_message(MsgType.X_SPDDELETE, Policy(selector, dir))
@@ -529,7 +544,7 @@ class PfKeyOperations:
         return self._own(_Dump("dump SAs", self._stamp(Message(MsgType.DUMP, SAType.UNSPEC)), sa_from))
 
     def dump_policies(self) -> Exchange[list[Policy]]:
-        return self._own(_Dump("dump policies", self._stamp(Message(MsgType.X_SPDDUMP)), policy_from))
+        return self._own(_Dump("dump policies", self._stamp(Message(MsgType.X_SPDDUMP)), policy_from, _spd_policy))
 
     def migrate(self, request: MigrateRequest) -> Exchange[None]:
         return self._own(_Migrate(self._stamp(migrate_message(request)), request))

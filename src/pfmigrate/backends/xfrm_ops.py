@@ -87,6 +87,7 @@ IPNetwork = IPv4Network | IPv6Network
 
 MODE = {Mode.TRANSPORT: XfrmMode.TRANSPORT, Mode.TUNNEL: XfrmMode.TUNNEL, Mode.BEET: XfrmMode.BEET}
 MODE_BACK = {v: k for k, v in MODE.items()}
+IPSEC = (ESP, AH, IPCOMP)
 DIRECTION = {Dir.IN: PolicyDir.IN, Dir.OUT: PolicyDir.OUT, Dir.FWD: PolicyDir.FWD}
 DIRECTION_BACK = {v: k for k, v in DIRECTION.items()}
 FLAGS = {SAFlag.NOECN: 1, SAFlag.DECAP_DSCP: 2, SAFlag.NOPMTUDISC: 4}
@@ -385,7 +386,7 @@ def sa_from(info: UsersaInfo, attrs: tuple[Attribute, ...]) -> SecurityAssociati
         info.id.daddr,
         info.id.spi,
         info.id.proto,
-        MODE_BACK.get(info.mode, Mode.TRANSPORT),
+        _mode(info.mode, f"SA {info.id.spi:#x}"),
         info.reqid,
         auth,
         enc,
@@ -409,8 +410,19 @@ def sa_from(info: UsersaInfo, attrs: tuple[Attribute, ...]) -> SecurityAssociati
     )
 
 
+def _mode(number: XfrmMode, what: str) -> Mode:
+    """The model's name for an XFRM mode; an error for one it has none for (route
+    optimisation, IP-TFS...) rather than a wrong one."""
+    mode = MODE_BACK.get(number)
+    if mode is None:
+        raise KeyEngineError(
+            _errno.EOPNOTSUPP, "read reply", f"{what} has XFRM mode {number}, which pfmigrate does not model"
+        )
+    return mode
+
+
 def template_from(t: UserTmpl) -> Template:
-    mode = MODE_BACK.get(t.mode, Mode.TRANSPORT)
+    mode = _mode(t.mode, f"a template of protocol {t.id.proto}")
     tunnel = mode != Mode.TRANSPORT
     return Template(
         t.id.proto, mode, t.saddr if tunnel else None, t.id.daddr if tunnel else None, t.reqid, bool(t.optional)
@@ -418,11 +430,39 @@ def template_from(t: UserTmpl) -> Template:
 
 
 def policy_from(info: UserpolicyInfo, attrs: tuple[Attribute, ...]) -> Policy:
+    if info.action == PolicyAction.BLOCK:  # (Linux keeps templates given to a block policy, and never uses them)
+        return Policy(selector_from(info.sel), DIRECTION_BACK[info.dir], (), Action.DISCARD, info.priority, info.index)
     templates = tuple(template_from(t) for attr in attrs if isinstance(attr, Templates) for t in attr.templates)
     action = Action.IPSEC if templates else Action.NONE
-    if info.action == PolicyAction.BLOCK:
-        action = Action.DISCARD
     return Policy(selector_from(info.sel), DIRECTION_BACK[info.dir], templates, action, info.priority, info.index)
+
+
+def acquire_from(ua: UserAcquire, templates: list[Templates]) -> AcquireEvent | None:
+    """The ACQUIRE of an IPsec SA, or ``None`` for one the key manager has no part in
+    (Mobile IPv6 route optimisation asks its own daemon). The SA's addresses are in its
+    template's family, which may differ from the traffic's (an IPv4 tunnel for IPv6)."""
+    tmpl = next((t for attr in templates for t in attr.templates if t.id.proto == ua.id.proto), None)
+    if ua.id.proto not in IPSEC or (tmpl is not None and tmpl.mode not in MODE_BACK):
+        return None
+    mode, reqid, family = (MODE_BACK[tmpl.mode], tmpl.reqid, tmpl.family) if tmpl else (Mode.TRANSPORT, 0, 0)
+    return AcquireEvent(
+        selector_from(ua.sel),
+        _in_family(ua.saddr, family),
+        _in_family(ua.id.daddr, family),
+        ua.id.proto,
+        mode,
+        reqid,
+        ua.policy.index,
+        ua.seq,
+    )
+
+
+def _in_family(address: IPv4Address | IPv6Address, family: int) -> IPv4Address | IPv6Address:
+    """An address the codec read without knowing its family, in ``family`` (0: as read)."""
+    packed = address.packed.ljust(16, b"\0")
+    if family == AF_INET:
+        return IPv4Address(packed[:4])
+    return IPv6Address(packed) if family == AF_INET6 else address
 
 
 def migrate_from(msg: XfrmMessage) -> MigrateRequest:
@@ -560,16 +600,21 @@ def _nothing(msg: XfrmMessage | None) -> None:
 
 
 def _ipsec_state(msg: XfrmMessage) -> bool:
-    """An ESP, AH or IPComp SA (not Mobile IPv6's route-optimisation states)."""
-    return isinstance(msg.fixed, UsersaInfo) and msg.fixed.id.proto in (ESP, AH, IPCOMP)
+    """An ESP, AH or IPComp SA in a mode the model names (not Mobile IPv6's
+    route-optimisation states, not IP-TFS)."""
+    return isinstance(msg.fixed, UsersaInfo) and msg.fixed.id.proto in IPSEC and msg.fixed.mode in MODE_BACK
 
 
 def _main_ipsec(msg: XfrmMessage) -> bool:
-    """A main-table policy whose templates are all IPsec (not a sub policy, not an ro one)."""
+    """A policy of the SPD itself whose templates are all IPsec in modes the model names:
+    not a sub policy, not a socket's own policy (Linux lists those with direction 3 or
+    4), not a route-optimisation or IP-TFS one."""
     kind = msg.get(PolicyTypeAttr)
     if kind is not None and kind.type != XfrmPolicyType.MAIN:
         return False
-    return all(t.id.proto in (ESP, AH, IPCOMP) for attr in msg.all(Templates) for t in attr.templates)
+    if not isinstance(msg.fixed, UserpolicyInfo) or msg.fixed.dir not in DIRECTION_BACK:
+        return False
+    return all(t.id.proto in IPSEC and t.mode in MODE_BACK for attr in msg.all(Templates) for t in attr.templates)
 
 
 def _info(msg: XfrmMessage | None, kind: type[T]) -> T:
@@ -668,23 +713,11 @@ class XfrmOperations:
             if msg.type == MsgType.MIGRATE:
                 out.append(MigrateEvent(migrate_from(msg)))
             elif msg.type == MsgType.EXPIRE and isinstance(msg.fixed, UserExpire):
-                out.append(ExpireEvent(sa_from(msg.fixed.state, msg.attrs), bool(msg.fixed.hard)))
+                state = msg.fixed.state
+                if state.id.proto in IPSEC and state.mode in MODE_BACK:  # (not a route-optimisation state)
+                    out.append(ExpireEvent(sa_from(state, msg.attrs), bool(msg.fixed.hard)))
             elif msg.type == MsgType.ACQUIRE and isinstance(msg.fixed, UserAcquire):
-                ua = msg.fixed
-                tmpl = next(
-                    (t for attr in msg.all(Templates) for t in attr.templates if t.id.proto == ua.id.proto), None
-                )
-                mode = MODE_BACK.get(tmpl.mode, Mode.TRANSPORT) if tmpl else Mode.TRANSPORT
-                out.append(
-                    AcquireEvent(
-                        selector_from(ua.sel),
-                        ua.saddr,
-                        ua.id.daddr,
-                        ua.id.proto,
-                        mode,
-                        tmpl.reqid if tmpl else 0,
-                        ua.policy.index,
-                        ua.seq,
-                    )
-                )
+                acquire = acquire_from(msg.fixed, msg.all(Templates))
+                if acquire is not None:
+                    out.append(acquire)
         return out

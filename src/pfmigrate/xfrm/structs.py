@@ -407,11 +407,16 @@ class UserAcquire(CStruct):
 
     @classmethod
     def unpack(cls, raw: bytes) -> Self:
+        """The SA's addresses are in its template's family, which the struct does not hold
+        (``XFRMA_TMPL`` does): they are read in the selector's family, or as IPv6 when
+        that would drop bytes (an IPv6 tunnel for IPv4 traffic)."""
         policy = UserpolicyInfo.unpack(raw[96:264])
-        family = policy.sel.family  # the template's family is not in the struct; the SA's is the policy's
         sel = Selector.unpack(raw[40:96])
+        family = sel.family or policy.sel.family
+        if family == AF_INET and (any(raw[4:16]) or any(raw[28:40])):
+            family = AF_INET6
         return cls(
-            XfrmId.unpack_family(raw[0:24], sel.family or family), addr_from_wire(raw[24:40], sel.family or family),
+            XfrmId.unpack_family(raw[0:24], family), addr_from_wire(raw[24:40], family),
             sel, policy, *_ACQUIRE_TAIL.unpack_from(raw, 264),
         )  # fmt: skip
 
