@@ -434,7 +434,7 @@ AHEAD = st.integers(0, 0xFFFF) | st.integers(0x7FFC, 0x8004) | st.integers(0xFFF
 @given(sent=st.integers(0, 0xFFFF), ahead=AHEAD)
 def test_a_135_is_taken_exactly_when_the_home_agent_could_have_sent_it(sent: int, ahead: int) -> None:
     """The home agent answers 135 when the number is not newer than the last it accepted
-    (§9.5.1); the mobile node resynchronises on exactly those, up to 32768 ahead."""
+    (§9.5.1); the mobile node resynchronises on exactly those, up to 32767 ahead."""
     last = (sent + ahead) % 0x10000
     m = HomeRegistration(MobileNodeConfig(HOA), sequence=(sent - 1) % 0x10000)
     registering(m)
@@ -451,5 +451,7 @@ def test_a_135_is_taken_exactly_when_the_home_agent_could_have_sent_it(sent: int
 
 def test_a_135_from_the_far_edge_of_the_window_is_taken() -> None:
     m = registering(node())  # 1 outstanding
-    actions = m.handle(ack(m, 135, 0, seq=1 + 0x8000), 0.2)  # 32768 ahead: still "not newer"
-    assert the_send(actions).bu.sequence == 2 + 0x8000
+    actions = m.handle(ack(m, 135, 0, seq=1 + 0x7FFF), 0.2)  # 32767 ahead: still "not newer"
+    assert the_send(actions).bu.sequence == 2 + 0x7FFF
+    m = registering(node())
+    assert [type(a) for a in m.handle(ack(m, 135, 0, seq=1 + 0x8000), 0.2)] == [Ignored]  # 1 is newer than that

@@ -31,16 +31,17 @@ def seq_newer(a: int, b: int) -> bool:
     """Whether sequence number ``a`` comes after ``b`` (RFC 6275 §9.5.1).
 
     The comparison is modulo 2**16: ``a`` is *not* newer when it lies within the 32768
-    values up to and including ``b``. So exactly the 32767 values after ``b`` are newer,
-    and two numbers 32768 apart are neither newer than the other.
+    values up to and including ``b`` (after 15: 0 to 15 and 32784 to 65535, the RFC's
+    example). So the 32768 values after ``b`` are newer, and of two numbers 32768 apart
+    each is newer than the other.
     """
-    return 0 < (a - b) % SEQUENCE_MODULUS < SEQUENCE_MODULUS // 2
+    return 0 < (a - b) % SEQUENCE_MODULUS <= SEQUENCE_MODULUS // 2
 
 
 def answers_out_of_window(last_accepted: int, sent: int) -> bool:
     """Whether a 135 carrying ``last_accepted`` can be the home agent's answer to the
     Binding Update numbered ``sent``: it refuses exactly the numbers not newer than the
-    last it accepted (§9.5.1), so ``last_accepted`` is ``sent`` or up to 32768 after."""
+    last it accepted (§9.5.1), so ``last_accepted`` is ``sent`` or up to 32767 after."""
     return not seq_newer(sent, last_accepted)
 
 
