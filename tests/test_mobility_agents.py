@@ -128,7 +128,7 @@ def test_the_home_agent_answers_130_when_its_migrate_fails() -> None:
     steps = agent.received(mip6.encode(bu, HOA, HA), HOA, HA, IPv6Address(OLD_COA), 1000.0)
     assert any(isinstance(s, Configure) for s in steps)
     assert not any(isinstance(s, Send) for s in steps)  # no answer before the IPsec has moved
-    after = agent.configured(HOA, errno.ENOMEM, "the engine is out of memory", 1000.1)
+    after = agent.configured(HOA, errno.ENOMEM, "the engine is out of memory", 1000.1, why="move")
     [send] = [s for s in after if isinstance(s, Send)]
     ack = mip6.decode(send.data, HA, HOA)
     assert isinstance(ack, mip6.BindingAck)
@@ -169,7 +169,7 @@ def test_a_mobile_node_without_answers_keeps_trying_unless_told_not_to(keep_tryi
     mn_config, _ = seed_configs()
     agent = MobileNodeAgent(replace(mn_config, keep_trying=keep_trying))
     agent.moved(IPv6Address(OLD_COA), 0.0)
-    sent = [s for s in agent.configured(0, "", 0.0) if isinstance(s, Send)]
+    sent = [s for s in agent.configured(0, "", 0.0, why="move") if isinstance(s, Send)]
     events: list[str] = []
     while (due := agent.timer()) is not None and due < 600.0:
         steps = agent.tick(due)
@@ -188,7 +188,7 @@ def test_a_binding_ack_from_anyone_but_the_home_agent_is_ignored() -> None:
     mn_config, _ = seed_configs()
     agent = MobileNodeAgent(mn_config)
     agent.moved(IPv6Address(OLD_COA), 1000.0)
-    [send] = [s for s in agent.configured(0, "", 1000.01) if isinstance(s, Send)]
+    [send] = [s for s in agent.configured(0, "", 1000.01, why="move") if isinstance(s, Send)]
     update = mip6.decode(send.data, HOA, HA)
     assert isinstance(update, mip6.BindingUpdate)
     ack = mip6.BindingAck(mip6.BAStatus.ACCEPTED, mip6.BAFlags(0), update.sequence, 150)
@@ -206,7 +206,7 @@ def test_the_mobile_node_sends_its_bu_only_after_its_ipsec_moved() -> None:
     agent = MobileNodeAgent(mn_config)
     steps = agent.moved(IPv6Address(OLD_COA), 1000.0)
     assert [type(s) for s in steps if not isinstance(s, Note)] == [Configure]
-    after = agent.configured(0, "", 1000.01)
+    after = agent.configured(0, "", 1000.01, why="move")
     [send] = [s for s in after if isinstance(s, Send)]
     bu = mip6.decode(send.data, HOA, HA)
     assert isinstance(bu, mip6.BindingUpdate)
@@ -277,7 +277,7 @@ def test_the_home_agent_echoes_k_only_to_a_node_keyed_by_ike() -> None:
         home = IPv6Address(hoa)
         steps = agent.received(mip6.encode(update, home, HA), home, HA, IPv6Address(OLD_COA), 1000.0)
         while (configure := next((s for s in steps if isinstance(s, Configure)), None)) is not None:
-            steps = agent.configured(configure.hoa, 0, "", 1000.0)
+            steps = agent.configured(configure.hoa, 0, "", 1000.0, why=configure.why)
         [ack] = [mip6.decode(s.data, HA, home) for s in steps if isinstance(s, Send)]
         assert isinstance(ack, mip6.BindingAck)
         assert ack.status == mip6.BAStatus.ACCEPTED
@@ -337,3 +337,33 @@ def test_returning_home_without_one_of_the_tunnel_sas_still_removes_them_all(by_
     assert tables(sim) == expected(sim, None)
     assert not [e for e in sim.timeline.entries if e.event == "migrate-failed"]
     sim.close()
+
+
+@pytest.mark.parametrize(("move_error", "status"), [(0, 0), (errno.ENOBUFS, 130)])
+def test_a_bu_after_its_binding_expired_is_answered_after_its_own_migrate(move_error: int, status: int) -> None:
+    """A Binding Update that finds its binding expired (no timer ran in between) makes the
+    cache restore the SAs home, then move them for the new registration. The end of the
+    restore is not the end of that move: the acknowledgement waits for the move, and says
+    130 if it failed (RFC 4877)."""
+    _, ha_config = seed_configs()
+    agent = HomeAgentAgent(ha_config)
+
+    def register(sequence: int, now: float) -> list[tuple[list[str], int]]:
+        update = mip6.BindingUpdate(sequence, mip6.BUFlags.A | mip6.BUFlags.H, 15)  # 60 s
+        pending = list(agent.received(mip6.encode(update, HOA, HA), HOA, HA, IPv6Address(OLD_COA), now))
+        carried: list[str] = []
+        answers: list[tuple[list[str], int]] = []
+        while pending:
+            step = pending.pop(0)
+            if isinstance(step, Configure):
+                carried.append(step.why)
+                error = move_error if step.why == "move" and sequence > 1 else 0
+                pending[:0] = agent.configured(step.hoa, error, "refused", now, why=step.why)
+            elif isinstance(step, Send):
+                ack = mip6.decode(step.data, HA, HOA)
+                assert isinstance(ack, mip6.BindingAck)
+                answers.append((list(carried), int(ack.status)))
+        return answers
+
+    assert register(1, 0.0) == [(["move"], 0)]
+    assert register(2, 1000.0) == [(["home", "move"], status)]

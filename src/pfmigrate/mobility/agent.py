@@ -147,8 +147,13 @@ class MobileNodeAgent:
         note = _note("ba-received", status=int(msg.status), sequence=msg.sequence, k=ack.key_management)
         return [note, *self._run(BindingAckReceived(ack), now)]
 
-    def configured(self, error: int, reason: str, now: float) -> list[Step]:
-        """The shell carried out the last ``Configure``: ``error`` 0, or the errno it failed with."""
+    def configured(self, error: int, reason: str, now: float, *, why: str) -> list[Step]:
+        """The shell carried out the last ``Configure`` (``why``: its own): ``error`` 0,
+        or the errno it failed with."""
+        if why == "home":  # nothing waits for a restore: its end is not a migrate's
+            home = policies.mn_policy_set(self.config, None)
+            repair = Configure(self.hoa, (), "repair", repair=home, owned=policies.mn_owned(self.config))
+            return _restored(self.hoa, error, reason, self.target, repair)
         if error in DIVERGENCE:
             target = policies.mn_policy_set(self.config, self.target)
             return [
@@ -207,6 +212,16 @@ def binding_update(bu: BindingUpdate, coa: IPv6Address, hoa: IPv6Address, ha: IP
     options = (mip6.AlternateCareOfAddress(coa),) if bu.lifetime else ()
     msg = mip6.BindingUpdate(bu.sequence, flags, bu.lifetime // 4, options)
     return mip6.encode(msg, hoa, ha)
+
+
+def _restored(hoa: IPv6Address, error: int, reason: str, target: IPv6Address | None, repair: Configure) -> list[Step]:
+    """What follows a restore of the SAs to the home address: a note; if the tables were
+    not as expected and nothing has moved them on since (``target`` None), a repair."""
+    if not error:
+        return [_note("restore-home-done", hoa=hoa)]
+    if error in DIVERGENCE and target is None:
+        return [_note("divergence", hoa=hoa, errno=error, reason=reason, target="home"), repair]
+    return [_note("restore-home-failed", hoa=hoa, errno=error, reason=reason)]
 
 
 class HomeAgentAgent:
@@ -269,7 +284,14 @@ class HomeAgentAgent:
             return "the home agent's own address"
         return ""
 
-    def configured(self, hoa: IPv6Address, error: int, reason: str, now: float) -> list[Step]:
+    def configured(self, hoa: IPv6Address, error: int, reason: str, now: float, *, why: str) -> list[Step]:
+        """The shell carried out a ``Configure`` for ``hoa`` (``why``: its own): ``error``
+        0, or the errno it failed with."""
+        if why == "home":  # nothing waits for a restore (a binding expired): its end is not a migrate's
+            node = self.served[hoa]
+            home = policies.ha_policy_set(self.config, node, None)
+            repair = Configure(hoa, (), "repair", repair=home, owned=policies.ha_owned(self.config, node))
+            return _restored(hoa, error, reason, self.targets.get(hoa), repair)
         if error in DIVERGENCE:
             node = self.served[hoa]
             target = policies.ha_policy_set(self.config, node, self.targets.get(hoa))

@@ -234,7 +234,7 @@ class MobileNodeDaemon(_Shell):
             new = routeopt.mobile_node_binding(self.config.home_address, self.config.home_agent, target) \
                 if target is not None else None  # fmt: skip
             self.binding = self.replace_ro(self.binding, new)
-        return self.agent.configured(error, reason, self.clock())
+        return self.agent.configured(error, reason, self.clock(), why=step.why)
 
 
 class HomeAgentDaemon(_Shell):
@@ -279,4 +279,4 @@ class HomeAgentDaemon(_Shell):
                 self.bindings.pop(step.hoa, None)
             else:
                 self.bindings[step.hoa] = replaced
-        return self.agent.configured(step.hoa, error, reason, self.clock())
+        return self.agent.configured(step.hoa, error, reason, self.clock(), why=step.why)

@@ -120,8 +120,8 @@ class Simulation:
         self._heard(f"{who} engine")
         if who == "MN":
             leg.migrates += moves
-            return self.mn.configured(error, reason, self.now())
-        return self.ha.configured(step.hoa, error, reason, self.now())
+            return self.mn.configured(error, reason, self.now(), why=step.why)
+        return self.ha.configured(step.hoa, error, reason, self.now(), why=step.why)
 
     def _heard(self, lane: str) -> None:
         """What the IKE daemon on that host heard: the MIGRATEs, with KMADDRESS."""
