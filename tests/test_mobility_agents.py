@@ -18,8 +18,8 @@ from pfmigrate.backends.inprocess import Hub, open_inprocess
 from pfmigrate.cli import main
 from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility import policies
-from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send
-from pfmigrate.mobility.config import load_ha
+from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send, Step
+from pfmigrate.mobility.config import HAConfig, load_ha, parse
 from pfmigrate.mobility.daemon import HOME, addresses, location
 from pfmigrate.mobility.seedconfig import seed_configs
 from pfmigrate.mobility.simulation import Simulation
@@ -367,3 +367,39 @@ def test_a_bu_after_its_binding_expired_is_answered_after_its_own_migrate(move_e
 
     assert register(1, 0.0) == [(["move"], 0)]
     assert register(2, 1000.0) == [(["home", "move"], status)]
+
+
+def test_only_a_node_served_as_a_mobile_router_may_register_as_one() -> None:
+    """RFC 3963: R from a plain mobile node is answered 140, even when the home agent
+    serves another node as a mobile router."""
+    config = parse(
+        """role = "ha"
+[home_agent]
+address = "2001:db8::1"
+prefix_length = 64
+[ipsec]
+keying = "ike"
+protect = ["bu-ba", "payload"]
+[[mobile_nodes]]
+home_address = "2001:db8::100"
+[[mobile_nodes]]
+home_address = "2001:db8::200"
+mobile_network_prefixes = ["2001:db8:99::/48"]
+""",
+        "<ha>",
+        role=None,
+    )
+    assert isinstance(config, HAConfig)
+    agent = HomeAgentAgent(config)
+    ha, coa = IPv6Address("2001:db8::1"), IPv6Address("2001:db8:5::7")
+
+    def answer(hoa: str) -> list[Step]:
+        home = IPv6Address(hoa)
+        update = mip6.BindingUpdate(1, mip6.BUFlags.A | mip6.BUFlags.H | mip6.BUFlags.R, 100)
+        return agent.received(mip6.encode(update, home, ha), home, ha, coa, 0.0)
+
+    [refusal] = [s for s in answer("2001:db8::100") if isinstance(s, Send)]
+    ack = mip6.decode(refusal.data, ha, IPv6Address("2001:db8::100"))
+    assert isinstance(ack, mip6.BindingAck)
+    assert ack.status == mip6.BAStatus.MOBILE_ROUTER_OPERATION_NOT_PERMITTED
+    assert [type(s) for s in answer("2001:db8::200") if not isinstance(s, Note)] == [Configure]  # (accepted: moving)

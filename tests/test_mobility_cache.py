@@ -217,13 +217,16 @@ def test_a_correspondent_registration_is_ignored() -> None:
 
 
 def test_r_needs_mobile_router_support() -> None:
-    """RFC 3963: R without support is answered 140; with it, R is echoed."""
+    """RFC 3963: R from a node not served as a mobile router is answered 140 (even when
+    another node is one); from one that is, R is echoed."""
     assert (
         the_ack(cache().handle(bu(1, mobile_router=True), 0.0)).status == BAStatus.MOBILE_ROUTER_OPERATION_NOT_PERMITTED
     )
-    c = cache(mobile_routers=True)
+    c = cache(mobile_routers=frozenset({HOA}))
     c.handle(bu(1, mobile_router=True), 0.0)
     assert the_ack(c.handle(MigrateDone(HOA), 0.1)).mobile_router
+    refused = the_ack(c.handle(bu(1, mobile_router=True, hoa=HOA2), 0.2))
+    assert refused.status == BAStatus.MOBILE_ROUTER_OPERATION_NOT_PERMITTED
 
 
 def test_a_newer_update_during_a_migrate_is_the_one_answered() -> None:

@@ -271,7 +271,7 @@ class HaShell:
                     assert action.coa == self.sa[action.hoa], "accepted only where the SAs are"
                     assert ack.lifetime <= cfg.max_lifetime
                 assert not ack.key_management or cfg.key_management
-                assert not ack.mobile_router or cfg.mobile_routers
+                assert not ack.mobile_router or action.hoa in cfg.mobile_routers
             elif isinstance(action, RestoreHome):
                 assert action.hoa not in self.migrate
                 assert action.from_coa == self.sa[action.hoa] != action.hoa
@@ -310,7 +310,8 @@ class HaShell:
 
 def ha_config(data: st.DataObject) -> HomeAgentConfig:
     max_lifetime = data.draw(st.sampled_from([8, 100, 3600]))
-    return HomeAgentConfig((PREFIX,), max_lifetime, data.draw(st.booleans()), data.draw(st.booleans()))
+    routers = data.draw(st.sampled_from([frozenset(), frozenset({HOA}), frozenset({HOA, HOA2})]))
+    return HomeAgentConfig((PREFIX,), max_lifetime, data.draw(st.booleans()), routers)
 
 
 def ha_at(state: CacheState, config: HomeAgentConfig) -> HaShell:

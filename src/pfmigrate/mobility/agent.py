@@ -235,7 +235,7 @@ class HomeAgentAgent:
         home_prefix = IPv6Network(f"{config.address}/{config.prefix_length}", strict=False)
         machine = HomeAgentConfig(
             (home_prefix,), config.max_lifetime, config.allow_key_management_mobility,
-            mobile_routers=any(node.mobile_network_prefixes for node in config.mobile_nodes),
+            mobile_routers=frozenset(node.home_address for node in config.mobile_nodes if node.mobile_network_prefixes),
             without_key_management=frozenset(node.home_address for node in config.mobile_nodes
                                              if not config.grants_key_management_mobility(node)),
         )  # fmt: skip

@@ -64,12 +64,13 @@ from pfmigrate.mobility.rfc6275 import LIFETIME_UNIT, BAStatus
 class HomeAgentConfig:
     """What this home agent serves. ``max_lifetime`` caps every granted lifetime (seconds);
     K is echoed when ``key_management`` allows it, except to the home addresses in
-    ``without_key_management`` (nodes keyed by hand: no IKE SA to keep)."""
+    ``without_key_management`` (nodes keyed by hand: no IKE SA to keep). R (a mobile
+    router, RFC 3963) is accepted from the home addresses in ``mobile_routers`` alone."""
 
     home_prefixes: tuple[IPv6Network, ...]
     max_lifetime: int = 3600
     key_management: bool = True
-    mobile_routers: bool = False
+    mobile_routers: frozenset[IPv6Address] = frozenset()
     without_key_management: frozenset[IPv6Address] = frozenset()
 
     def __post_init__(self) -> None:
@@ -267,7 +268,7 @@ def _answer(e: CacheEntry, coa: IPv6Address, status: BAStatus, sequence: int, ou
 def _refusal(cfg: HomeAgentConfig, hoa: IPv6Address, bu: BindingUpdate) -> BAStatus | None:
     if not any(hoa in prefix for prefix in cfg.home_prefixes):
         return BAStatus.NOT_HOME_SUBNET
-    if bu.mobile_router and not cfg.mobile_routers:
+    if bu.mobile_router and hoa not in cfg.mobile_routers:
         return BAStatus.MOBILE_ROUTER_OPERATION_NOT_PERMITTED
     return None
 
@@ -283,7 +284,7 @@ def _accept(
     granted = min(bu.lifetime, cfg.max_lifetime)
     e.coa, e.expiry, e.waiting = coa, now + granted, None
     e.key_management = cfg.key_management_for(e.hoa, bu)
-    e.mobile_router = cfg.mobile_routers and bu.mobile_router
+    e.mobile_router = bu.mobile_router and e.hoa in cfg.mobile_routers
     ack = BindingAck(BAStatus.ACCEPTED, bu.sequence, granted, e.key_management, e.mobile_router)
     out.append(SendBindingAck(e.hoa, coa, ack))
     out.append(BindingAccepted(e.hoa, coa, granted, e.expiry, e.key_management, e.mobile_router))
