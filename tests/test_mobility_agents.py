@@ -403,3 +403,42 @@ mobile_network_prefixes = ["2001:db8:99::/48"]
     assert isinstance(ack, mip6.BindingAck)
     assert ack.status == mip6.BAStatus.MOBILE_ROUTER_OPERATION_NOT_PERMITTED
     assert [type(s) for s in answer("2001:db8::200") if not isinstance(s, Note)] == [Configure]  # (accepted: moving)
+
+
+def test_the_home_agent_answers_an_unknown_mh_type_with_a_binding_error() -> None:
+    """RFC 6275 §9.2: discarded, and a Binding Error (status 2) goes straight to the
+    packet's source, naming the home address; at most one a second."""
+    _, ha_config = seed_configs()
+    agent = HomeAgentAgent(ha_config)
+    coa = IPv6Address(OLD_COA)
+    unknown = mip6.encode(mip6.UnknownMessage(mip6.MHType.of(42), bytes(10)), HOA, HA)
+    [send] = [s for s in agent.received(unknown, HOA, HA, coa, 10.0) if isinstance(s, Send)]
+    assert (send.src, send.dst) == (HA, coa)
+    error = mip6.decode(send.data, HA, coa)
+    assert error == mip6.BindingError(HOA, mip6.BEStatus.UNRECOGNIZED_MH_TYPE)
+    assert not [s for s in agent.received(unknown, HOA, HA, coa, 10.5) if isinstance(s, Send)]
+    assert [s for s in agent.received(unknown, HOA, HA, coa, 11.0) if isinstance(s, Send)]
+    assert agent.cache.binding(HOA) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "gives_up"),
+    [(mip6.BEStatus.UNRECOGNIZED_MH_TYPE, True), (mip6.BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS, False)],
+)
+def test_a_binding_error_from_the_home_agent_ends_a_registration_it_cannot_take(
+    status: mip6.BEStatus, gives_up: bool
+) -> None:
+    """RFC 6275 §11.3.6: status 2 says the home agent does not know Binding Updates, so
+    retransmitting is pointless; status 1 is about a data packet and changes nothing."""
+    mn_config, _ = seed_configs()
+    agent = MobileNodeAgent(mn_config)
+    agent.moved(IPv6Address(OLD_COA), 0.0)
+    agent.configured(0, "", 0.0, why="move")  # the SAs moved; the Binding Update is out
+    error = mip6.encode(mip6.BindingError(HOA, status), HA, HOA)
+    stranger = IPv6Address("3ffe:501:ffff:200::66")
+    agent.received(mip6.encode(mip6.BindingError(HOA, status), stranger, HOA), stranger, HOA, 0.4)
+    assert agent.registration.state.value == "registering"  # (only the home agent's counts)
+    steps = agent.received(error, HA, HOA, 0.5)
+    assert ("gave-up" in [s.event for s in steps if isinstance(s, Note)]) is gives_up
+    assert (agent.registration.state.value == "failed") is gives_up
+    assert (agent.timer() is None) is gives_up

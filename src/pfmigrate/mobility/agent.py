@@ -45,6 +45,7 @@ from pfmigrate.mobility.bul import (
     BindingEstablished,
     BindingLost,
     BindingRejected,
+    ErrorReceived,
     GaveUp,
     HomeRegistration,
     MnEvent,
@@ -136,6 +137,8 @@ class MobileNodeAgent:
             msg = mip6.decode(data, src, dst)
         except DecodeError as exc:
             return [_note("mh-refused", peer=src, error=str(exc))]
+        if isinstance(msg, mip6.BindingError) and src == self.ha:
+            return self._binding_error(msg, now)
         if not isinstance(msg, mip6.BindingAck):
             return [_note("mh-ignored", peer=src, type=type(msg).__name__)]
         if src != self.ha:  # only the home agent acknowledges a home registration (RFC 6275 §11.7.3)
@@ -146,6 +149,15 @@ class MobileNodeAgent:
         )  # fmt: skip
         note = _note("ba-received", status=int(msg.status), sequence=msg.sequence, k=ack.key_management)
         return [note, *self._run(BindingAckReceived(ack), now)]
+
+    def _binding_error(self, error: mip6.BindingError, now: float) -> list[Step]:
+        """RFC 6275 §11.3.6: status 2, the home agent does not know the Binding Update's MH
+        type, so the registration cannot succeed (no more retransmissions). Status 1 is
+        about a packet with a Home Address option; the registration's timers cover it."""
+        note = _note("be-received", status=int(error.status), home_address=error.home_address)
+        if error.status == mip6.BEStatus.UNRECOGNIZED_MH_TYPE:
+            return [note, *self._run(ErrorReceived("the home agent does not recognise Binding Updates"), now)]
+        return [note]
 
     def configured(self, error: int, reason: str, now: float, *, why: str) -> list[Step]:
         """The shell carried out the last ``Configure`` (``why``: its own): ``error`` 0,
@@ -224,6 +236,9 @@ def _restored(hoa: IPv6Address, error: int, reason: str, target: IPv6Address | N
     return [_note("restore-home-failed", hoa=hoa, errno=error, reason=reason)]
 
 
+BINDING_ERROR_INTERVAL = 1.0  # seconds: at most one Binding Error a second
+
+
 class HomeAgentAgent:
     """One home agent: its binding cache, the IPsec of the mobile nodes it serves, its
     Binding Acknowledgements."""
@@ -241,6 +256,7 @@ class HomeAgentAgent:
         )  # fmt: skip
         self.cache = BindingCache(machine)
         self.targets: dict[IPv6Address, IPv6Address | None] = {}  # per home address: where its move goes
+        self._last_error = float("-inf")  # when the last Binding Error went out
 
     def timer(self) -> float | None:
         return self.cache.timer()
@@ -255,6 +271,8 @@ class HomeAgentAgent:
             msg = mip6.decode(data, src, dst)
         except DecodeError as exc:
             return [_note("mh-refused", peer=src, error=str(exc))]
+        if isinstance(msg, mip6.UnknownMessage):
+            return self._unrecognised(msg, src, dst, coa, now)
         if not isinstance(msg, mip6.BindingUpdate):
             return [_note("mh-ignored", peer=src, type=type(msg).__name__)]
         alternate = next((o.address for o in msg.options if isinstance(o, mip6.AlternateCareOfAddress)), None)
@@ -272,6 +290,24 @@ class HomeAgentAgent:
             bool(flags & mip6.BUFlags.L), bool(flags & mip6.BUFlags.K), bool(flags & mip6.BUFlags.R),
         )  # fmt: skip
         return [note, *self._run(BindingUpdateReceived(src, care_of, bu), now)]
+
+    def _unrecognised(
+        self, msg: mip6.UnknownMessage, src: IPv6Address, dst: IPv6Address, coa: IPv6Address, now: float
+    ) -> list[Step]:
+        """RFC 6275 §9.2: an MH type this home agent does not know is discarded and answered
+        with a Binding Error (status 2), sent straight to the packet's source, at most
+        one a second (§9.3.3 bounds their rate)."""
+        note = _note("mh-unrecognised", peer=src, type=int(msg.mh_type))
+        if now - self._last_error < BINDING_ERROR_INTERVAL:
+            return [note]
+        self._last_error = now
+        home = src if src != coa else IPv6Address(0)  # (the home address of a Home Address option, else ::)
+        error = mip6.BindingError(home, mip6.BEStatus.UNRECOGNIZED_MH_TYPE)
+        return [
+            note,
+            _note("be-sent", to=coa, status=int(error.status)),
+            Send(mip6.encode(error, dst, coa), dst, coa, coa),
+        ]
 
     def _not_a_care_of_address(self, address: IPv6Address) -> str:
         """Why ``address`` cannot be a care-of address ("" if it can): a tunnel end must
