@@ -136,7 +136,10 @@ class MigrateFailed:
 @dataclass(frozen=True, slots=True)
 class MigrateIPsec:
     """Move the tunnel-mode SAs and their policies for ``hoa`` from ``old_coa`` to ``new_coa``
-    (a PF_KEY MIGRATE), with the IKE SA too when ``move_ike`` (KMADDRESS, the K bit).
+    (a PF_KEY MIGRATE). ``move_ike``: whether K was agreed, so the IKE SA survives the
+    move. The agents announce KMADDRESS with every MIGRATE either way, as UMIP does (an
+    IKE daemon that keys by hand ignores it); without K the IKE SA must be negotiated
+    again, which is the shell's business.
 
     The machine waits for ``MigrateDone`` or ``MigrateFailed`` before it sends anything
     that depends on the move, so the first packet tunnelled to the new address finds an SA.

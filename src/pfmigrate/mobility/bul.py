@@ -33,7 +33,7 @@ The rules, with their sources:
   than asked (§11.7.3). A refresh goes out once ``refresh_fraction`` of it has passed.
 * K is asked for when configured and counts as agreed only if the acknowledgement
   echoes it (§6.1.7, §11.7.3): ``BindingEstablished.key_management``. When the home agent
-  refused K, later migrates leave the IKE SA alone and the shell must rerun IKE.
+  refused K, later migrates say so (``move_ike`` false) and the shell must rerun IKE.
 * Returning home, the Binding Update has lifetime 0 and A and H set, is sent from the home
   address (§11.5.4), and the binding is gone when its acknowledgement comes; status 133
   (no binding there) counts as done. Then ``RestoreHome``.
