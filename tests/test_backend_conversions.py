@@ -105,3 +105,27 @@ def test_an_sa_selector_for_all_traffic_of_its_family_is_no_selector() -> None:
     assert any4 == SecurityAssociation(ip_address("10.0.0.1"), ip_address("10.0.0.2"), 0x100)
     narrower = Selector.host("10.0.0.1", "10.0.0.2")
     assert SecurityAssociation(ip_address("10.0.0.1"), ip_address("10.0.0.2"), 0x100, selector=narrower).selector
+
+
+def test_an_xfrm_sa_without_the_algorithm_its_protocol_needs_is_larval() -> None:
+    """XFRM does not report an SA's state; Linux sets up no ESP SA without encryption, no
+    AH without authentication, no IPComp without compression, so only a larval one
+    (GETSPI's, an ACQUIRE's) comes back without them."""
+    from ipaddress import ip_address
+
+    from pfmigrate.model import IPCOMP, Algorithm, SAState
+
+    src, dst = ip_address("10.0.0.1"), ip_address("10.0.0.2")
+    aes, sha = Algorithm("cbc(aes)", bytes(16)), Algorithm("hmac(sha256)", bytes(32), 128)
+    cases = [
+        (SecurityAssociation(src, dst, 0x4444), SAState.LARVAL),
+        (SecurityAssociation(src, dst, 0x4444, auth=sha), SAState.LARVAL),  # (ESP needs encryption)
+        (SecurityAssociation(src, dst, 0x4444, enc=aes), SAState.MATURE),
+        (SecurityAssociation(src, dst, 0x4444, AH), SAState.LARVAL),
+        (SecurityAssociation(src, dst, 0x4444, AH, auth=sha), SAState.MATURE),
+        (SecurityAssociation(src, dst, 0x4444, IPCOMP, comp=Algorithm("deflate", b"")), SAState.MATURE),
+    ]
+    for sa, state in cases:
+        msg = xfrm_one(xfrm_ops.sa_to(XfrmMsgType.NEWSA, sa, 1).encode())
+        assert isinstance(msg.fixed, UsersaInfo)
+        assert xfrm_ops.sa_from(msg.fixed, msg.attrs).state is state, sa

@@ -5,9 +5,12 @@ from __future__ import annotations
 import errno
 import io
 import json
+import socket
 import subprocess
 import sys
-from ipaddress import ip_address
+import threading
+from collections.abc import Iterable
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,7 @@ from pfmigrate.model import (
     Selector,
 )
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA, seed_migrate
+from tests.keyd_harness import keyd_thread
 
 SEED_HEX = seed_migrate().encode().hex()
 
@@ -217,3 +221,59 @@ def test_the_monitor_describes_each_kind_of_event() -> None:
     assert describe(expire) == f"EXPIRE (hard) proto 50 spi 0x00002004 {old} -> {ha} reqid 5"
     assert describe(EventsLost("ENOBUFS")) == "EVENTS LOST: ENOBUFS; dump the SAD and SPD to resynchronise"
     assert "CONFIG_XFRM_MIGRATE" in str(KeyEngineError(errno.ENOPROTOOPT, "migrate"))
+
+
+# --- listening, and input that is not there -------------------------------------------------------
+
+
+def test_listening_without_the_right_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The XFRM event groups need CAP_NET_ADMIN: the monitor and ``setkey -x`` say so."""
+    plain = linux.xfrm_socket
+
+    def no_groups(groups: Iterable[int] = ()) -> socket.socket:
+        if groups:
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return plain()
+
+    monkeypatch.setattr(linux, "xfrm_socket", no_groups)
+    for argv in (["monitor", "--backend", "linux-xfrm", "--count", "1"], ["setkey", "--backend", "linux-xfrm", "-x"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "cannot listen to linux-xfrm: listen for events: Operation not permitted: the SAD and SPD need" in err
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["monitor"], ["setkey", "-x"]], ids=["monitor", "setkey-x"])
+def test_a_keyd_that_stops_ends_listening_with_a_clear_error(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with keyd_thread(tmp_path) as server:
+        threading.Timer(0.3, server.stop).start()
+        status = main([*argv, "--backend", "keyd", "--keyd-socket", str(tmp_path / "keyd.sock"), "--timeout", "10"])
+    assert status == 1
+    assert (
+        capsys.readouterr().err.splitlines()[-1] == "pfmigrate: stopped listening to keyd: keyd closed the connection"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv", [["setkey", "-c"], ["setkey", "-f", "-"], ["pfkey", "decode", "-"], ["pfkey", "encode"]]
+)
+def test_a_closed_standard_input_is_named(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", None)  # (what Python gives a process started with it closed)
+    assert main(argv) == 1
+    assert capsys.readouterr().err == "pfmigrate: there is no standard input to read (it is closed)\n"
+
+
+def test_a_selectors_message_type_is_not_shown_as_a_port() -> None:
+    """MH and ICMP select a message type (and ICMP a code), carried where ports go; they
+    are shown as ``ip xfrm`` shows them."""
+    hoa, ha = ip_address(HOME_ADDRESS), ip_address(HOME_AGENT)
+    one, other = ip_network(f"{ha}/128"), ip_network(f"{hoa}/128")
+    assert str(Selector(one, other, 135, 6)) == f"{one} -> {other} proto 135 type 6"
+    assert str(Selector(one, other, 58, 1, 4)) == f"{one} -> {other} proto 58 type 1 code 4"
+    assert str(Selector(one, other, 6, 0, 22)) == f"{one} -> {other} proto 6 dport 22"

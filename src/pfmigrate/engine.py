@@ -213,7 +213,14 @@ class _Engine(Generic[E]):
         if self._events is None:
             if self._open_events is None:
                 raise Unsupported("events", f"{self.name} has no event channel")
-            self._events = self._open_events()
+            try:
+                self._events = self._open_events()
+            except KeyEngineError:
+                raise
+            except OSError as exc:  # (a netlink group needs CAP_NET_ADMIN; keyd may be gone)
+                code = exc.errno or _errno.EIO
+                detail = exc.strerror if exc.strerror and exc.strerror != os.strerror(code) else ""
+                raise KeyEngineError(code, "listen for events", detail) from exc
         return self._events
 
     def _poll(self, read: Callable[[], bytes | None]) -> list[Event]:

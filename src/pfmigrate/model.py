@@ -20,6 +20,7 @@ IPNetwork = IPv4Network | IPv6Network
 ESP, AH, IPCOMP = 50, 51, 108
 ANY_PROTO = 0  # in a selector: every upper-layer protocol
 MH = 135  # the Mobility Header, what Mobile IPv6 signalling policies select
+_TYPED = frozenset({1, 58, MH})  # ICMP, ICMPv6 and MH select a message type, not ports
 
 
 class Dir(enum.Enum):
@@ -123,9 +124,13 @@ class Selector:
         return self.src.version
 
     def __str__(self) -> str:
-        ports = f" sport {self.sport}" if self.sport else ""
-        ports += f" dport {self.dport}" if self.dport else ""
         proto = f" proto {self.proto}" if self.proto else ""
+        if self.proto in _TYPED:  # (the message type rides in the source port, an ICMP code in the destination's)
+            ports = f" type {self.sport}" if self.sport or self.dport else ""
+            ports += f" code {self.dport}" if self.dport and self.proto != MH else ""
+        else:
+            ports = f" sport {self.sport}" if self.sport else ""
+            ports += f" dport {self.dport}" if self.dport else ""
         return f"{self.src} -> {self.dst}{proto}{ports}"
 
 

@@ -32,6 +32,7 @@ from pfmigrate.model import (
     Mode,
     Policy,
     SAFlag,
+    SAState,
     SecurityAssociation,
     Selector,
     Template,
@@ -407,7 +408,17 @@ def sa_from(info: UsersaInfo, attrs: tuple[Attribute, ...]) -> SecurityAssociati
         None if empty or sel.family not in (AF_INET, AF_INET6) else selector_from(sel),
         encap,
         Counters(cur.nbytes, cur.packets, cur.add_time, cur.use_time),
+        _state(info.id.proto, auth, enc or aead, comp),
     )
+
+
+def _state(proto: int, auth: Algorithm | None, enc: Algorithm | None, comp: Algorithm | None) -> SAState:
+    """XFRM does not say an SA's state; Linux sets up no ESP SA without encryption, no AH
+    without authentication and no IPComp without compression, so one that has not the
+    algorithm its protocol needs is a larval one (reserved by GETSPI, or made for an
+    ACQUIRE)."""
+    needed = {ESP: enc, AH: auth, IPCOMP: comp}
+    return SAState.LARVAL if proto in needed and needed[proto] is None else SAState.MATURE
 
 
 def _mode(number: XfrmMode, what: str) -> Mode:

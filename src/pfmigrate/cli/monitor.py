@@ -12,7 +12,7 @@ from typing import Any
 
 from pfmigrate.backends import registry
 from pfmigrate.cli import argtypes
-from pfmigrate.cli.errors import CommandError
+from pfmigrate.cli.errors import CommandError, listening_failed
 from pfmigrate.engine import KeyEngine
 from pfmigrate.model import AcquireEvent, Event, EventsLost, ExpireEvent, MigrateEvent
 from pfmigrate.modeljson import event_to_data
@@ -67,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
     seen = 0
     deadline = time.monotonic() + args.timeout if args.timeout else None
     with engine:
-        engine.subscribe()
+        try:
+            engine.subscribe()
+        except OSError as exc:
+            raise listening_failed(engine.name, exc, started=False) from None
         print(f"listening on {engine.name} for MIGRATE, ACQUIRE and EXPIRE", file=sys.stderr, flush=True)
         try:
             while not (args.count and seen >= args.count):
@@ -80,4 +83,6 @@ def run(args: argparse.Namespace) -> int:
                     print(line, flush=True)
         except KeyboardInterrupt:
             pass
+        except OSError as exc:  # (keyd stopped, say)
+            raise listening_failed(engine.name, exc, started=True) from None
     return 0

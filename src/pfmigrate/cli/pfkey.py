@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pfmigrate.cli.errors import CommandError
+from pfmigrate.cli.errors import CommandError, standard_input
 from pfmigrate.pfkey import DecodeError, decode
 from pfmigrate.pfkey.jsonform import JSONFormError, from_json, to_json
 from pfmigrate.pfkey.render import render
@@ -34,7 +34,7 @@ HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 def _read_hex(parts: list[str]) -> bytes:
     if "-" in parts and parts != ["-"]:
         raise CommandError("- reads the message from stdin, and then it is the only argument")
-    text = sys.stdin.read() if parts == ["-"] else " ".join(parts)
+    text = standard_input().read() if parts == ["-"] else " ".join(parts)
     start = len(text) - len(text.lstrip())
     if text[start : start + 2].lower() == "0x":
         start += 2
@@ -62,7 +62,7 @@ def run_decode(args: argparse.Namespace) -> int:
 def run_encode(args: argparse.Namespace) -> int:
     source = "stdin" if args.file == "-" else args.file
     try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        data = standard_input().buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         raise CommandError(f"cannot read {source}: {exc.strerror}") from None
     try:

@@ -66,7 +66,7 @@ from typing import Any
 
 from pfmigrate.backends import registry
 from pfmigrate.cli import argtypes
-from pfmigrate.cli.errors import CommandError
+from pfmigrate.cli.errors import CommandError, standard_input
 from pfmigrate.cli.setkey.commands import Options, Session, notes, watch
 from pfmigrate.cli.setkey.errors import SetkeyError
 from pfmigrate.cli.setkey.inputs import decode, interactive
@@ -111,8 +111,9 @@ def register(commands: Any) -> None:
 def _statements(args: argparse.Namespace) -> list[Statement]:
     """The statements of ``-f FILE`` or of piped ``-c`` input, all read before any runs."""
     if args.stdin or args.file == "-":
-        raw = getattr(sys.stdin, "buffer", None)
-        return parse(decode(raw.read(), STDIN) if raw is not None else sys.stdin.read(), STDIN)
+        stdin = standard_input()
+        raw = getattr(stdin, "buffer", None)
+        return parse(decode(raw.read(), STDIN) if raw is not None else stdin.read(), STDIN)
     try:
         data = Path(args.file).read_bytes()
     except OSError as exc:
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("-n goes with -c or -f")
     if (args.count or args.timeout) and not args.watch:
         raise CommandError("--count and --timeout go with -x")
-    typed = args.stdin and sys.stdin.isatty()  # a person at a terminal: run each line as it comes
+    typed = args.stdin and standard_input().isatty()  # a person at a terminal: run each line as it comes
     mistakes: list[SetkeyError] = []
 
     def report(exc: SetkeyError) -> None:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
+from pfmigrate.cli.errors import listening_failed
 from pfmigrate.cli.monitor import describe
 from pfmigrate.cli.setkey import dump
 from pfmigrate.cli.setkey.parser import MAX_CPI
@@ -187,7 +188,10 @@ def watch(engine: KeyEngine, out: TextIO, *, as_json: bool = False, count: int =
     seconds or Ctrl-C; the number of events seen."""
     seen = 0
     deadline = time.monotonic() + timeout if timeout else None
-    engine.subscribe()
+    try:
+        engine.subscribe()
+    except OSError as exc:
+        raise listening_failed(engine.name, exc, started=False) from None
     try:
         while not (count and seen >= count):
             wait = None if deadline is None else deadline - time.monotonic()
@@ -200,4 +204,6 @@ def watch(engine: KeyEngine, out: TextIO, *, as_json: bool = False, count: int =
                     break
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # (keyd stopped, say)
+        raise listening_failed(engine.name, exc, started=True) from None
     return seen
