@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from pfmigrate.backends.inprocess import Hub, open_inprocess
 from pfmigrate.engine import KeyEngine, KeyEngineError
+from pfmigrate.mobility.agent import Configure
 from pfmigrate.mobility.config import (
     MAX_REQID,
     BackendChoice,
@@ -31,6 +32,7 @@ from pfmigrate.mobility.config import (
     ServedNode,
     Toward,
 )
+from pfmigrate.mobility.ipsec import carry_out
 from pfmigrate.mobility.policies import (
     PRIORITY,
     AddPolicy,
@@ -44,6 +46,7 @@ from pfmigrate.mobility.policies import (
     ha_migrations,
     ha_migrations_by_reqid,
     ha_move,
+    ha_owned,
     ha_policy_set,
     ha_return_home,
     ha_return_home_by_reqid,
@@ -556,3 +559,16 @@ def test_the_template_of_a_tunnel_policy_is_at_the_care_of_address() -> None:
             assert HA in (template.src, template.dst)
         else:
             assert template == Template(ESP, Mode.TRANSPORT, reqid=template.reqid)
+
+
+def test_a_repair_of_one_node_leaves_another_nodes_sa_of_the_same_spi() -> None:
+    """Two nodes may use one SPI toward their own addresses (the destinations differ); the
+    reqid, one block per node, says whose an SA is."""
+    shared_toward_mn = tuple(0x3000 + i if i % 2 == 0 else 0x2000 + i for i in range(8))
+    agent = home_agent(ServedNode(HOA, (), ipsec()), ServedNode(HOA2, (), ipsec(reqid_base=200, spis=shared_toward_mn)))
+    _, key_engine = engine()
+    apply(key_engine, ha_policy_set(agent, HOA, COA1).changes())
+    apply(key_engine, ha_policy_set(agent, HOA2, None).changes())
+    repair = Configure(HOA2, (), "repair", repair=ha_policy_set(agent, HOA2, COA3), owned=ha_owned(agent, HOA2))
+    assert carry_out(key_engine, repair) == (0, "")
+    assert tables(key_engine) == as_tables(ha_policy_set(agent, HOA, COA1), ha_policy_set(agent, HOA2, COA3))

@@ -33,9 +33,9 @@ def reconcile(engine: KeyEngine, target: PolicySet, owned: Owned | None = None) 
     put back with its keys, the node's SAs found elsewhere removed, and (given what the
     node ``owned``) its policies and SAs that ``target`` does not have."""
     wanted = {(sa.dst, sa.spi, sa.proto) for sa in target.sas}
-    spis = {sa.spi for sa in target.sas} | (owned.spis if owned else frozenset())
+    mine = {(sa.spi, sa.reqid) for sa in target.sas} | (owned.sas if owned else frozenset())
     for sa in engine.dump_sas():
-        if sa.spi in spis and (sa.dst, sa.spi, sa.proto) not in wanted:
+        if (sa.spi, sa.reqid) in mine and (sa.dst, sa.spi, sa.proto) not in wanted:
             engine.delete_sa(sa.dst, sa.spi, sa.proto)  # left at an old address, or not wanted here
     if owned is not None:
         kept = {(p.selector, p.dir) for p in target.policies}

@@ -200,16 +200,19 @@ class PolicySet:
 @dataclass(frozen=True, slots=True)
 class Owned:
     """What is one mobile node's in a host's tables, wherever the node is: its policies
-    by selector and direction, its manual SAs by SPI (a repair removes the rest of them)."""
+    by selector and direction, its manual SAs by SPI and reqid (a repair removes the rest
+    of them). The reqid tells nodes apart: two may use one SPI toward their own
+    addresses, never one reqid."""
 
     policies: frozenset[tuple[Selector, Dir]]
-    spis: frozenset[int]
+    sas: frozenset[tuple[int, int]]
 
 
 def _owned(pair: _Pair) -> Owned:
     everything = _policy_set(pair, pair.home_address)  # the away set: any address will do, only keys count
     return Owned(
-        frozenset((p.selector, p.dir) for p in everything.policies), frozenset(sa.spi for sa in everything.sas)
+        frozenset((p.selector, p.dir) for p in everything.policies),
+        frozenset((sa.spi, sa.reqid) for sa in everything.sas),
     )
 
 
