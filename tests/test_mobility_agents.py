@@ -253,6 +253,9 @@ def test_the_care_of_address_is_the_interfaces_global_address_off_the_home_prefi
     assert location(mn_config, lambda _: [HOA]) == HOME
     assert location(mn_config, lambda _: []) is None  # between links: no move at all
     assert location(mn_config, lambda _: [HOA, *away]) == IPv6Address(OLD_COA)  # the HoA is not a CoA
+    both = [IPv6Address(NEW_COA), IPv6Address(OLD_COA)]
+    assert location(mn_config, lambda _: both, IPv6Address(OLD_COA)) == IPv6Address(OLD_COA)  # still there: no move
+    assert location(mn_config, lambda _: both, HOME) == IPv6Address(NEW_COA)
 
 
 def test_interface_addresses_are_read_as_linux_lists_them(tmp_path: Path) -> None:
@@ -263,8 +266,11 @@ def test_interface_addresses_are_read_as_linux_lists_them(tmp_path: Path) -> Non
         "3ffe05010fff04000001000200030004 02 40 00 40     mn0\n"  # tentative
         "3ffe05010fff01000001000200030004 01 80 00 10      lo\n"  # another interface
         "3ffe05010fff01000001000200030005 02 80 00 10     mn0\n"  # flagged home: set up for use away
+        "3ffe05010fff03000001000200030004 02 40 00 20     mn0\n"  # deprecated: the link the node left
     )
     assert addresses("mn0", table) == [IPv6Address("3ffe:501:fff:500:1:2:3:4")]
+    table.write_text("3ffe05010fff03000001000200030004 02 40 00 a0     mn0\n")  # deprecated (and permanent) alone
+    assert addresses("mn0", table) == [IPv6Address("3ffe:501:fff:300:1:2:3:4")]
 
 
 def test_the_home_agent_echoes_k_only_to_a_node_keyed_by_ike() -> None:

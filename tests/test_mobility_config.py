@@ -464,6 +464,21 @@ def test_a_toml_syntax_error_gives_line_and_column() -> None:
     assert str(error).startswith("site.toml:3:16: invalid TOML: ")
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("role = " + "9" * 5000 + "\n", "invalid TOML: Exceeds the limit"),
+        ("role = " + "[" * 5000 + "]" * 5000 + "\n", "invalid TOML: arrays or tables nested too deeply"),
+    ],
+    ids=["huge-integer", "deep-arrays"],
+)
+def test_toml_python_cannot_hold_is_a_config_error(text: str, said: str) -> None:
+    """What the TOML reader refuses beyond syntax (Python's limits) is named as well."""
+    error = refused(text)
+    assert (error.source, error.path) == ("site.toml", "")
+    assert error.message.startswith(said)
+
+
 def test_a_file_that_cannot_be_read_or_is_not_text(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load(tmp_path / "absent.toml")

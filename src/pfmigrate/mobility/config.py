@@ -272,6 +272,10 @@ def parse(text: str, source: str = "<config>", *, role: Role | None = None) -> C
             line, column = int(place.group(1)), int(place.group(2))
             message = message[: place.start()]
         raise ConfigError(source, "", f"invalid TOML: {message}", line=line, column=column) from None
+    except ValueError as exc:  # (an integer of thousands of digits: Python's own limit)
+        raise ConfigError(source, "", f"invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(source, "", "invalid TOML: arrays or tables nested too deeply") from None
     top = _Table(source, "", document)
     found = top.choice("role", Role, "the role")
     if role is not None and found is not role:

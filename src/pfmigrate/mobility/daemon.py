@@ -35,7 +35,7 @@ from pfmigrate.mobility.routeopt import RoSet, RouteOptimization
 
 log = logging.getLogger("pfmigrate.mobility")
 
-TENTATIVE, DADFAILED, HOMEADDRESS = 0x40, 0x08, 0x10  # IFA_F_* flags in /proc/net/if_inet6
+TENTATIVE, DADFAILED, HOMEADDRESS, DEPRECATED = 0x40, 0x08, 0x10, 0x20  # IFA_F_* flags in /proc/net/if_inet6
 POLL = 0.02  # seconds between looks at the interface's addresses
 
 
@@ -64,22 +64,28 @@ def route_optimization(engine: KeyEngine) -> RouteOptimization | None:
 def addresses(interface: str, table: Path = Path("/proc/net/if_inet6")) -> list[IPv6Address]:
     """The usable global IPv6 addresses of ``interface``: not tentative, not failed, and
     not flagged ``home`` (a home address set up for use away from home, which says
-    nothing about where the node is)."""
-    found = []
+    nothing about where the node is). Deprecated ones (an old link's address Linux keeps
+    until its lifetime ends) only when there is nothing better."""
+    preferred: list[IPv6Address] = []
+    deprecated: list[IPv6Address] = []
     for line in table.read_text().splitlines():
         raw, _, _, scope, flags, name = line.split()
-        if name == interface and int(scope, 16) == 0 and not int(flags, 16) & (TENTATIVE | DADFAILED | HOMEADDRESS):
-            found.append(IPv6Address(int(raw, 16)))
-    return found
+        bits = int(flags, 16)
+        if name == interface and int(scope, 16) == 0 and not bits & (TENTATIVE | DADFAILED | HOMEADDRESS):
+            (deprecated if bits & DEPRECATED else preferred).append(IPv6Address(int(raw, 16)))
+    return preferred or deprecated
 
 
 HOME: Final = "home"
 Location = IPv6Address | Literal["home"] | None
 
 
-def location(config: MNConfig, read: Callable[[str], list[IPv6Address]] = addresses) -> Location:
+def location(
+    config: MNConfig, read: Callable[[str], list[IPv6Address]] = addresses, current: Location = None
+) -> Location:
     """Where the mobile node is: its care-of address (the interface's global address
-    off the home prefix), ``HOME`` with an address on the home prefix (or only the home
+    off the home prefix; the ``current`` one while it is still there, so that a second
+    address is no move), ``HOME`` with an address on the home prefix (or only the home
     address itself), or ``None`` with no global address at all: detached, between two
     links, which is no move at all."""
     home = IPv6Network(f"{config.home_address}/{config.home_prefix_length}", strict=False)
@@ -87,6 +93,8 @@ def location(config: MNConfig, read: Callable[[str], list[IPv6Address]] = addres
     usable = [a for a in found if a != config.home_address]
     if any(a in home for a in usable):
         return HOME
+    if current in usable:
+        return current
     if usable:
         return usable[0]
     return HOME if found else None
@@ -209,7 +217,7 @@ class MobileNodeDaemon(_Shell):
     def turn(self, timeout: float = POLL) -> None:
         now = self.clock()
         steps: list[Step] = []
-        where = location(self.config, self.read)
+        where = location(self.config, self.read, self.where)
         if (where is None) != self.detached:
             self.detached = where is None
             event = "detached" if self.detached else "attached"
