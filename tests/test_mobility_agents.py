@@ -16,6 +16,8 @@ import pytest
 from pfmigrate import mip6
 from pfmigrate.backends.inprocess import Hub, open_inprocess
 from pfmigrate.cli import main
+from pfmigrate.cli.errors import CommandError
+from pfmigrate.cli.mobility import serve
 from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility import policies
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send, Step
@@ -448,3 +450,16 @@ def test_a_binding_error_from_the_home_agent_ends_a_registration_it_cannot_take(
     assert ("gave-up" in [s.event for s in steps if isinstance(s, Note)]) is gives_up
     assert (agent.registration.state.value == "failed") is gives_up
     assert (agent.timer() is None) is gives_up
+
+
+def test_a_daemon_whose_key_engine_goes_away_stops_with_the_reason() -> None:
+    """keyd gone under a daemon: no traceback, the reason, and the promise a restart keeps
+    (it reconciles its tables before anything else)."""
+
+    class Abandoned:
+        def turn(self) -> None:
+            raise ConnectionResetError(errno.ECONNRESET, "keyd closed the connection")
+
+    with pytest.raises(CommandError) as stopped:
+        serve(Abandoned(), lambda: False)  # type: ignore[arg-type]
+    assert str(stopped.value).startswith("stopping: keyd closed the connection; started again")

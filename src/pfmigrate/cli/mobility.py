@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,18 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(signum, stop)
         log.info("started", extra={"event": "started", "role": args.role, "backend": engine.name,
                                    "route_optimisation": daemon.ro is not None})  # fmt: skip
-        while not stopping:
-            daemon.turn()
+        serve(daemon, lambda: stopping)
     return 0
+
+
+def serve(daemon: MobileNodeDaemon | HomeAgentDaemon, stopping: Callable[[], bool]) -> None:
+    """Run the daemon until ``stopping()``. A key engine or socket that fails under it
+    (keyd gone, say) stops it with the reason: the tables may hold half a move, and a
+    daemon started again puts them right before it does anything else."""
+    try:
+        while not stopping():
+            daemon.turn()
+    except OSError as exc:
+        said = str(exc) if isinstance(exc, KeyEngineError) else exc.strerror or str(exc)
+        log.error("stopping", extra={"event": "stopping", "reason": said})
+        raise CommandError(f"stopping: {said}; started again, the daemon puts its IPsec tables right") from exc
