@@ -18,7 +18,7 @@ from testbed.netns import in_new_netns
 from pfmigrate import mip6
 from pfmigrate.backends.inprocess import open_inprocess
 from pfmigrate.jsonlogs import JsonFormatter
-from pfmigrate.mobility import daemon, policies
+from pfmigrate.mobility import daemon, policies, routeopt
 from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon
 from pfmigrate.mobility.mhsocket import Received
 from pfmigrate.mobility.seedconfig import seed_configs
@@ -35,12 +35,16 @@ class Port:
     def __init__(self) -> None:
         self.incoming: deque[Received] = deque()
         self.sent: list[tuple[bytes, IPv6Address, IPv6Address | None]] = []
+        self.routing_headers: list[IPv6Address | None] = []
         self.refuse: int | None = None
 
-    def send(self, message: bytes, dst: IPv6Address, *, src: IPv6Address | None = None) -> int:
+    def send(
+        self, message: bytes, dst: IPv6Address, *, src: IPv6Address | None = None, rh2: IPv6Address | None = None
+    ) -> int:
         if self.refuse is not None:
             raise OSError(self.refuse, "Network is unreachable")
         self.sent.append((message, dst, src))
+        self.routing_headers.append(rh2)
         return len(message)
 
     def receive(self, timeout: float | None = None) -> Received | None:
@@ -184,3 +188,29 @@ def test_the_log_shows_each_handover_step_with_its_time_since_the_move() -> None
     assert times == sorted(times)
     assert times[-1] > times[0]
     assert all(s["time"].endswith("Z") and s["level"] == "info" for s in steps)
+
+
+def test_an_acknowledgement_finds_the_care_of_address_without_a_binding_state() -> None:
+    """RFC 6275 §9.5.4: a BA goes back to where its BU came from. A refusal has no binding
+    (here R, which the seed's home agent refuses with 140), and without route
+    optimisation no acceptance has one either: the socket gives the type 2 routing
+    header. Where a binding's ro state is there, the kernel adds it instead."""
+    _, config = seed_configs()
+    port = Port()
+    refused = mip6.BindingUpdate(1, mip6.BUFlags.A | mip6.BUFlags.H | mip6.BUFlags.R, lifetime=150)
+    with open_inprocess() as engine:
+        home_agent = HomeAgentDaemon(config, engine, port, clock=lambda: 100.0)
+        port.incoming.append(Received(mip6.encode(refused, HOA, HA), HOA, HA, home_address_option=COA))
+        home_agent.turn(timeout=0.0)
+        port.incoming.append(binding_update(2))
+        home_agent.turn(timeout=0.0)
+        home_agent.bindings[HOA] = routeopt.home_agent_binding(HA, HOA, COA)  # (as a kernel with mip6 has it)
+        port.incoming.append(binding_update(3))
+        home_agent.turn(timeout=0.0)
+    assert [(ack.status, ack.sequence) for ack in acknowledgements(port)] == [
+        (mip6.BAStatus.MOBILE_ROUTER_OPERATION_NOT_PERMITTED, 1),
+        (mip6.BAStatus.ACCEPTED, 2),
+        (mip6.BAStatus.ACCEPTED, 3),
+    ]
+    assert [dst for _, dst, _ in port.sent] == [HOA] * 3
+    assert port.routing_headers == [COA, COA, None]

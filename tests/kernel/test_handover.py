@@ -195,3 +195,28 @@ def test_a_route_optimisation_state_deleted_behind_the_mn_is_put_back_at_the_mov
     states = topo.mn.run("ip", "xfrm", "state").stdout
     assert "proto hao" in states, states
     assert str(COA2) in states, states
+
+
+def test_a_refusal_reaches_the_mobile_node_at_its_care_of_address(tmp_path: Path) -> None:
+    """The home agent refuses a Binding Update (R, from a node it does not serve as a
+    mobile router: 140). No binding, so no route-optimisation state: the socket gives
+    the BA its type 2 routing header, and the refusal reaches the mobile node."""
+    topo = build("hrf")
+    agents: list[Agent] = []
+    try:
+        ha = Agent(topo.ha, "ha", home_agent_toml("linux-xfrm"), tmp_path)
+        agents.append(ha)
+        ha.wait_for("started", timeout=30)
+        router = mobile_node_toml("linux-xfrm", MN_IF).replace(
+            "key_management_mobility = false",
+            'key_management_mobility = false\nmobile_network_prefixes = ["3ffe:501:ffff:700::/64"]',
+        )
+        assert "mobile_network_prefixes" in router
+        mn = Agent(topo.mn, "mn", router, tmp_path)
+        agents.append(mn)
+        ha.wait_for("ba-sent", status=140)
+        mn.wait_for("rejected", status=140, timeout=10)
+    finally:
+        for agent in agents:
+            agent.stop()
+        topo.teardown()

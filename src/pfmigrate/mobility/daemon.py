@@ -143,10 +143,15 @@ class _Shell:
         """Send one Mobility Header; a refusal (no route while the link changes, say) is
         logged, and the agent's retransmission timer tries again."""
         try:
-            self.mh.send(step.data, step.dst, src=step.src)
+            self.mh.send(step.data, step.dst, src=step.src, rh2=self.routing_header(step))
         except OSError as exc:
             log.warning("send-failed", extra={"event": "send-failed", "dst": str(step.dst), "errno": exc.errno,
                                               "reason": exc.strerror or str(exc)})  # fmt: skip
+
+    def routing_header(self, step: Send) -> IPv6Address | None:
+        """The care-of address for a type 2 routing header of the socket's own, if the
+        packet needs one the kernel will not add."""
+        return None
 
     def note(self, step: Note) -> None:
         since = None if self.moved_at is None else round((self.clock() - self.moved_at) * 1000, 3)
@@ -276,6 +281,16 @@ class HomeAgentDaemon(_Shell):
         coa = received.care_of_address or received.source
         to = received.destination or self.config.address
         self.carry(self.guarded(lambda: self.agent.received(received.data, received.source, to, coa, self.clock())))
+
+    def routing_header(self, step: Send) -> IPv6Address | None:
+        """A Binding Acknowledgement goes to the care-of address its Binding Update came
+        from (RFC 6275 §9.5.4). With a binding there, its ro state adds the routing header;
+        without one (a refusal, or no route optimisation here) the socket gives it, as
+        UMIP's home agent gives it to every BA. (A refusal while the node is bound at
+        another address still follows that binding's state.)"""
+        if step.coa != step.dst and step.dst not in self.bindings:
+            return step.coa
+        return None
 
     def configure(self, step: Configure) -> list[Step]:
         error, reason = carry_out(self.engine, step)

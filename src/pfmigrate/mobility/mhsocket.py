@@ -125,7 +125,9 @@ class MobilityHeaderPort(Protocol):
     """What the agents' daemons need of a Mobility Header socket (``MHSocket`` on Linux;
     a test may stand in for it)."""
 
-    def send(self, message: bytes, dst: IPv6Address, *, src: IPv6Address | None = None) -> int: ...
+    def send(
+        self, message: bytes, dst: IPv6Address, *, src: IPv6Address | None = None, rh2: IPv6Address | None = None
+    ) -> int: ...
 
     def receive(self, timeout: float | None = None) -> Received | None: ...
 
