@@ -1,8 +1,8 @@
 """PF_KEY v2 numbers, as Linux defines them.
 
-Sources: ``include/uapi/linux/pfkeyv2.h`` and ``include/uapi/linux/ipsec.h``
-(numbers and names in ``shared/reference/kernel_migrate.md`` §1). Member names are the
-C names without their common prefix: ``MsgType.X_MIGRATE`` is ``SADB_X_MIGRATE``.
+Sources: Linux's ``include/uapi/linux/pfkeyv2.h`` and ``include/uapi/linux/ipsec.h``.
+Member names are the C names without their common prefix: ``MsgType.X_MIGRATE`` is
+``SADB_X_MIGRATE``.
 """
 
 from __future__ import annotations
