@@ -4,17 +4,20 @@ or a timeout)."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import struct
-from ipaddress import ip_network
+from collections.abc import Callable
+from ipaddress import ip_address, ip_network
 
 import pytest
 
+from pfmigrate.backends import pfkey_ops
 from pfmigrate.backends.pfkey_ops import PfKeyOperations, selector_extensions
 from pfmigrate.backends.xfrm_ops import XfrmOperations
-from pfmigrate.engine import KeyEngineError
+from pfmigrate.engine import EventsLostError, KeyEngine, KeyEngineError
 from pfmigrate.mobility import routeopt
-from pfmigrate.model import Dir, Selector
+from pfmigrate.model import Algorithm, Dir, SecurityAssociation, Selector
 from pfmigrate.pfkey import Direction, Message, PolicyType, SAType
 from pfmigrate.pfkey import MsgType as PfkeyMsgType
 from pfmigrate.pfkey import Policy as PolicyExt
@@ -105,3 +108,65 @@ def test_an_af_key_policy_dump_leaves_out_socket_policies() -> None:
         exchange.feed(answer.encode())
     [only] = exchange.result()
     assert (only.dir, only.index) == (Dir.OUT, 60)
+
+
+class Scripted:
+    """A transport whose answers the test writes: ``answer`` gives each request's, and
+    ``incoming`` holds what has arrived; ``lost_notices`` losses are reported first."""
+
+    def __init__(self, answer: Callable[[bytes], list[bytes]]) -> None:
+        self.answer = answer
+        self.incoming: list[bytes] = []
+        self.lost_notices = 0
+
+    def send(self, data: bytes) -> None:
+        self.incoming += self.answer(data)
+
+    def recv_ready(self) -> bytes | None:
+        if self.lost_notices:
+            self.lost_notices -= 1
+            raise EventsLostError("broadcasts were dropped")
+        return self.incoming.pop(0) if self.incoming else None
+
+    def recv(self, timeout: float) -> bytes | None:
+        return self.recv_ready()
+
+    def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+AES = Algorithm("cbc(aes)", bytes(16))
+
+
+def _sa(spi: int) -> SecurityAssociation:
+    return SecurityAssociation(ip_address("10.0.0.1"), ip_address("10.0.0.2"), spi, enc=AES)
+
+
+def _dumped(spi: int, seq: int) -> bytes:
+    return dataclasses.replace(pfkey_ops.sa_message(PfkeyMsgType.DUMP, _sa(spi)), seq=seq, pid=4242).encode()
+
+
+def test_the_tail_of_a_dump_that_timed_out_is_not_the_next_dumps_answer() -> None:
+    """PF_KEY numbers a dump's answers 1, 2, ..., 0, not by the request: the rest of a
+    dump given up on is read to its end before the next request goes out."""
+    answers = iter([[], [_dumped(0x10, 0)]])  # the first dump: nothing in time; the second: one SA
+    transport = Scripted(lambda request: next(answers))
+    engine = KeyEngine(PfKeyOperations(4242, name="keyd"), transport, timeout=0.01)
+    with pytest.raises(KeyEngineError) as timed_out:
+        engine.dump_sas()
+    assert timed_out.value.errno == errno.ETIMEDOUT
+    transport.incoming = [_dumped(0x1, 1), _dumped(0x2, 0)]  # the first dump's answers, late
+    assert [sa.spi for sa in engine.dump_sas()] == [0x10]
+
+
+def test_a_request_is_not_failed_by_broadcasts_dropped_for_its_client() -> None:
+    """A client that only sends requests never reads the broadcasts; when keyd or the
+    kernel drops some, the request's own answer still counts."""
+    transport = Scripted(lambda request: [request])  # (an ADD is answered with itself, errno 0)
+    transport.lost_notices = 2
+    engine = KeyEngine(PfKeyOperations(4242, name="keyd"), transport, timeout=1.0)
+    engine.add_sa(_sa(0x100))
+    assert transport.lost_notices == 0

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pfmigrate.model import Dir, Event, EventsLost, MigrateRequest, Policy, SecurityAssociation, Selector
 
@@ -99,7 +99,14 @@ class Capabilities:
 
 
 class Exchange(abc.ABC, Generic[T]):
-    """One request and the answers that complete it."""
+    """One request and the answers that complete it.
+
+    ``lingers``: its answers keep coming after the engine stopped waiting for them (a
+    dump); such an exchange is read to its end before the next request, which would
+    otherwise be refused (EBUSY) or, on PF_KEY, take the old dump's tail for its own.
+    """
+
+    lingers = False
 
     def __init__(self, operation: str, request: bytes) -> None:
         self.operation = operation
@@ -200,6 +207,7 @@ class _Engine(Generic[E]):
         self.timeout = timeout
         self._open_events = open_events
         self._events: E | None = None
+        self._abandoned: Exchange[Any] | None = None  # a dump that timed out, its answers still coming
 
     @property
     def name(self) -> str:
@@ -255,21 +263,47 @@ class KeyEngine(_Engine[EventTransport]):
     def run(self, exchange: Exchange[T]) -> T:
         """Send one request and wait for its answer."""
         transport = self.transport
+        if self._abandoned is not None:
+            self._finish(self._abandoned, exchange.operation)
         transport.drain()  # broadcasts that arrived meanwhile would crowd out the reply
         transport.send(exchange.request)
+        try:
+            self._complete(exchange)
+        except KeyEngineError as exc:
+            if exc.errno == _errno.ETIMEDOUT and exchange.lingers:
+                self._abandoned = exchange
+            raise
+        return exchange.result()
+
+    def _complete(self, exchange: Exchange[Any]) -> None:
+        """Feed ``exchange`` what arrives until it is done; ETIMEDOUT after the timeout."""
+        transport = self.transport
         deadline = 0.0
         while True:
-            raw = transport.recv_ready()  # Linux often answers before send() returns
-            if raw is None:
-                deadline = deadline or time.monotonic() + self.timeout
-                raw = transport.recv(max(deadline - time.monotonic(), 0.0))
+            try:
+                raw = transport.recv_ready()  # Linux often answers before send() returns
                 if raw is None:
-                    raise KeyEngineError(_errno.ETIMEDOUT, exchange.operation, f"no answer from {self.name}")
+                    deadline = deadline or time.monotonic() + self.timeout
+                    raw = transport.recv(max(deadline - time.monotonic(), 0.0))
+            except EventsLostError:  # broadcasts nobody reads here were dropped: not this request's
+                continue
+            if raw is None:
+                raise KeyEngineError(_errno.ETIMEDOUT, exchange.operation, f"no answer from {self.name}")
             if exchange.feed(raw):
                 follow_up = exchange.follow_up()
                 if follow_up is None:
-                    return exchange.result()
-                self.transport.send(follow_up)
+                    return
+                transport.send(follow_up)
+
+    def _finish(self, abandoned: Exchange[Any], operation: str) -> None:
+        """Read the rest of a dump that timed out, so that its tail is not taken for the
+        answer to ``operation``."""
+        try:
+            self._complete(abandoned)
+        except KeyEngineError as exc:
+            detail = f"the rest of an earlier {abandoned.operation} is still coming from {self.name}"
+            raise KeyEngineError(exc.errno or _errno.ETIMEDOUT, operation, detail) from None
+        self._abandoned = None
 
     def add_sa(self, sa: SecurityAssociation) -> None:
         self.run(self.ops.add_sa(sa))
@@ -363,19 +397,36 @@ class AsyncKeyEngine(_Engine[AsyncEventTransport]):
 
     async def run(self, exchange: Exchange[T]) -> T:
         async with self._lock:
+            if self._abandoned is not None:
+                try:
+                    await self._complete(self._abandoned)
+                except TimeoutError:
+                    detail = f"the rest of an earlier {self._abandoned.operation} is still coming from {self.name}"
+                    raise KeyEngineError(_errno.ETIMEDOUT, exchange.operation, detail) from None
+                self._abandoned = None
             self.transport.drain()
             await self.transport.send(exchange.request)
             try:
-                async with asyncio.timeout(self.timeout):
-                    while True:
-                        if exchange.feed(await self.transport.recv()):
-                            follow_up = exchange.follow_up()
-                            if follow_up is None:
-                                break
-                            await self.transport.send(follow_up)
+                await self._complete(exchange)
             except TimeoutError:
+                if exchange.lingers:  # (its tail is read before the next request)
+                    self._abandoned = exchange
                 raise KeyEngineError(_errno.ETIMEDOUT, exchange.operation, f"no answer from {self.name}") from None
             return exchange.result()
+
+    async def _complete(self, exchange: Exchange[Any]) -> None:
+        """Feed ``exchange`` what arrives until it is done; ``TimeoutError`` after the timeout."""
+        async with asyncio.timeout(self.timeout):
+            while True:
+                try:
+                    raw = await self.transport.recv()
+                except EventsLostError:  # broadcasts nobody reads here were dropped: not this request's
+                    continue
+                if exchange.feed(raw):
+                    follow_up = exchange.follow_up()
+                    if follow_up is None:
+                        return
+                    await self.transport.send(follow_up)
 
     async def add_sa(self, sa: SecurityAssociation) -> None:
         await self.run(self.ops.add_sa(sa))

@@ -409,6 +409,8 @@ class _Reply(Exchange[T]):
 class _Dump(_Reply[list[T]]):
     """A DUMP or X_SPDDUMP: answers numbered 1, 2, ... and the last with seq 0."""
 
+    lingers = True
+
     def __init__(
         self,
         operation: str,
@@ -588,6 +590,7 @@ class _Picked(Exchange[T]):
         super().__init__(inner.operation, inner.request)
         self.inner = inner
         self.pick = pick
+        self.lingers = inner.lingers
 
     def feed(self, raw: bytes) -> bool:
         return self.inner.feed(raw)

@@ -552,6 +552,8 @@ class _Netlink(Exchange[T]):
 class _Dump(_Netlink[list[T]]):
     """A dump; ``keep`` says which entries the model can express (others are left out)."""
 
+    lingers = True
+
     def __init__(
         self,
         operation: str,
