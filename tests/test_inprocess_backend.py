@@ -8,9 +8,11 @@ Time is a fake clock, so lifetimes expire when the test says.
 from __future__ import annotations
 
 import asyncio
+import errno
 import threading
 import time
 from collections.abc import Iterator
+from ipaddress import ip_address
 
 import pytest
 
@@ -20,17 +22,22 @@ from pfmigrate.model import (
     ESP,
     MH,
     AcquireEvent,
+    Algorithm,
     Dir,
     Event,
     EventsLost,
     ExpireEvent,
     Lifetime,
+    MigrateBundle,
     MigrateEvent,
+    MigrateRequest,
     Mode,
     Policy,
     SecurityAssociation,
+    Selector,
     Template,
 )
+from pfmigrate.pfkey import SA, MsgType, decode
 from pfmigrate.sadb import Engine
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, OLD_COA
 from tests.seed_scenario import (
@@ -276,3 +283,61 @@ def test_a_gap_in_generation_numbers_is_reported_as_lost_events() -> None:
     assert len(events) == 1
     assert isinstance(events[0], EventsLost)
     assert "did not arrive" in events[0].reason
+
+
+# --- found by a review of the engine interface -----------------------------------------------------
+
+
+def _esp(spi: int) -> SecurityAssociation:
+    return SecurityAssociation(
+        ip_address("10.0.0.1"), ip_address("10.0.0.2"), spi, enc=Algorithm("cbc(aes)", bytes(16))
+    )
+
+
+def test_a_dump_longer_than_a_clients_queue_comes_whole() -> None:
+    """As Linux makes a dump while the socket is read: made as the client reads it."""
+    hub = Hub(queue_limit=64)
+    engine = open_inprocess(hub)
+    for spi in range(0x1000, 0x1000 + 200):
+        engine.add_sa(_esp(spi))
+    assert len(engine.dump_sas()) == 200
+    assert len(engine.dump_sas()) == 200  # (and the client is not left busy)
+
+
+def test_a_migrate_is_not_taken_as_done_from_another_clients_broadcast() -> None:
+    """Linux answers a MIGRATE's success only by its broadcast, which names no sender:
+    one of another policy (same tunnel, other selector) that lands first is not it."""
+    hub = Hub()
+    mine, other = open_inprocess(hub), open_inprocess(hub)
+    hoa, ha, old, new = (ip_address(a) for a in ("2001:db8:a::1", "2001:db8:f::1", "2001:db8:1::1", "2001:db8:2::1"))
+    traffic, signalling = Selector.host(hoa, "2001:db8:c::1"), Selector.host(hoa, ha, 135)  # no policy for the second
+    other.add_policy(Policy(traffic, Dir.OUT, (Template(50, Mode.TUNNEL, old, ha, reqid=1),)))
+    bundle = (MigrateBundle(old, ha, new, ha, reqid=1),)
+    send = mine.transport.send
+
+    def after_the_other(data: bytes) -> None:  # the other client's MIGRATE lands between drain and send
+        other.migrate(MigrateRequest(traffic, Dir.OUT, bundle))
+        send(data)
+
+    mine.transport.send = after_the_other  # type: ignore[method-assign]
+    with pytest.raises(KeyEngineError) as refused:
+        mine.migrate(MigrateRequest(signalling, Dir.OUT, bundle))
+    assert refused.value.errno == errno.ENOENT
+
+
+def test_an_asyncio_client_whose_loop_ended_does_not_break_the_others() -> None:
+    """Its wake-up call has no loop to go to; the request that broadcast to it succeeds
+    and the clients after it in the broadcast hear it too."""
+    hub = Hub()
+    witness = open_inprocess(hub)
+
+    async def left_open() -> None:
+        engine = open_inprocess_async(hub)
+        await engine.add_sa(_esp(0x500))  # (it now waits on this loop for what it is sent)
+
+    asyncio.run(left_open())
+    open_inprocess(hub).add_sa(_esp(0x501))  # broadcast to the ended loop's client, then to the witness
+    heard = []
+    while (raw := witness.transport.recv_ready()) is not None:
+        heard.append(decode(raw))
+    assert [(m.type, m.require(SA).spi) for m in heard] == [(MsgType.ADD, 0x500), (MsgType.ADD, 0x501)]

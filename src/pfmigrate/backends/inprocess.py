@@ -6,7 +6,9 @@ requests and receives what the engine delivers to it, through a queue. Everythin
 runs on the Linux PF_KEY backend therefore runs here with no kernel support at all.
 
 Queues are bounded like socket buffers: a client whose queue is full loses the message,
-and its next receive says so (``EventsLostError``), where Linux would only drop it.
+and its next receive says so (``EventsLostError``), where Linux would only drop it. A
+dump is made as it is read (as Linux makes one as the socket is read), so a dump longer
+than a queue comes whole, and a second dump while one is under way is refused (EBUSY).
 The hub is thread-safe; timers run whenever a client sends or waits.
 """
 
@@ -25,8 +27,10 @@ from pfmigrate.backends.pfkey_ops import PfKeyOperations
 from pfmigrate.engine import AsyncKeyEngine, Capabilities, EventsLostError, KeyEngine
 from pfmigrate.pfkey import Message, MsgType, SAType
 from pfmigrate.sadb import Delivery, Engine
+from pfmigrate.sadb.core import Batches, header_only
 
 DEFAULT_QUEUE = 4096  # messages a client may have waiting
+_DUMPS = frozenset({MsgType.DUMP, MsgType.X_SPDDUMP})
 
 
 class Hub:
@@ -42,6 +46,7 @@ class Hub:
         self.queues: dict[int, collections.deque[bytes]] = {}
         self.overflowed: set[int] = set()
         self.watchers: dict[int, Callable[[], None]] = {}  # called when a client's queue grows
+        self.dumps: dict[int, Batches] = {}  # per client: the rest of its dump, made as it is read
 
     def connect(self) -> HubTransport:
         with self.lock:
@@ -55,13 +60,20 @@ class Hub:
             self.queues.pop(client, None)
             self.overflowed.discard(client)
             self.watchers.pop(client, None)
+            self.dumps.pop(client, None)
 
     def send(self, client: int, data: bytes) -> None:
         """``send()`` on the client's socket: the request is handled before it returns."""
         with self.lock:
             self._run_timers()
-            outcome = self.engine.handle(client, data, self.clock())
+            if len(data) >= 16 and data[1] in _DUMPS and client in self.dumps:  # pfkey_dump: one at a time
+                self._deliver((Delivery(client, header_only(data[:16], errno_=_errno.EBUSY)),))
+                return
+            outcome = self.engine.handle(client, data, self.clock(), stream=True)
             self._deliver(outcome.deliveries)
+            if outcome.more is not None:
+                self.dumps[client] = outcome.more
+                self._make_dump(client)
         if outcome.send_errno:
             raise OSError(outcome.send_errno, os.strerror(outcome.send_errno))
 
@@ -77,6 +89,8 @@ class Hub:
                 queue = self.queues.get(client)
                 if queue is None:
                     raise OSError(_errno.EBADF, "the client is closed")
+                if client in self.dumps:
+                    self._make_dump(client)
                 if queue:
                     return queue.popleft()
                 wait = self.until_next_timer()
@@ -117,6 +131,17 @@ class Hub:
         """Seconds until the engine's next timer is due (``None``: no timer)."""
         due = self.engine.next_deadline()
         return None if due is None else max(due - self.clock(), 0.0) + 0.001
+
+    def _make_dump(self, client: int) -> None:
+        """More of the client's dump, while its queue is less than half full; the dump is
+        over once all of it is made."""
+        queue, batches = self.queues[client], self.dumps[client]
+        while len(queue) < max(1, self.queue_limit // 2):
+            batch = next(batches, None)
+            if batch is None:
+                del self.dumps[client]
+                return
+            self._deliver(tuple(batch))
 
     def _deliver(self, deliveries: tuple[Delivery, ...]) -> None:
         for delivery in deliveries:
@@ -173,7 +198,8 @@ class AsyncHubTransport:
             loop, ready = asyncio.get_running_loop(), asyncio.Event()
 
             def wake() -> None:
-                loop.call_soon_threadsafe(ready.set)
+                with contextlib.suppress(RuntimeError):  # (its loop has ended: nobody waits there)
+                    loop.call_soon_threadsafe(ready.set)
 
             self.hub.watchers[self.client] = wake
             self._ready = ready

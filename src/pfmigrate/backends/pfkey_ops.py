@@ -463,11 +463,21 @@ class _Migrate(_Reply[None]):
             return False
         if msg.pid == self.message.pid and msg.seq == self.message.seq:
             self.reply = msg
-        elif msg.pid == 0 and not msg.errno:
-            announced = migrate_from(msg)
-            if (announced.dir, announced.bundles) == (self.expected.dir, self.expected.bundles):
+        elif msg.pid == 0 and not msg.errno:  # (the broadcast names no sender: it must be this very move)
+            announced, expected = migrate_from(msg), self.expected
+            if (announced.dir, announced.bundles, _policy_of(announced.selector)) == (
+                expected.dir,
+                expected.bundles,
+                _policy_of(expected.selector),
+            ):
                 self.reply = msg
         return self.reply is not None
+
+
+def _policy_of(selector: Selector) -> tuple[object, ...]:
+    """What of a selector a MIGRATE broadcast repeats: its addresses and protocol (Linux
+    leaves the ports out)."""
+    return selector.src, selector.dst, selector.proto
 
 
 class PfKeyOperations:
