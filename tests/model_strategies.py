@@ -54,22 +54,31 @@ def selectors(draw: st.DrawFn, version: int | None = None) -> Selector:
 
 
 @st.composite
-def templates(draw: st.DrawFn, version: int) -> Template:
+def templates(draw: st.DrawFn, version: int, *, pfkey: bool = False) -> Template:
+    """A template; with ``pfkey`` one PF_KEY keeps as it is (no reqid on an optional one,
+    none above 0x3fff)."""
     mode = draw(st.sampled_from([Mode.TRANSPORT, Mode.TUNNEL]))
     src = dst = None
     if mode == Mode.TUNNEL:
         tunnel = draw(st.sampled_from([4, 6]))
         src, dst = draw(addresses(tunnel)), draw(addresses(tunnel))
-    reqid = draw(st.sampled_from([0, 1, 7, 0x3FFF]))
-    return Template(draw(st.sampled_from([ESP, AH])), mode, src, dst, reqid, draw(st.booleans()))
+    reqid = draw(st.sampled_from([0, 1, 7, 0x3FFF] if pfkey else [0, 1, 7, 0x3FFF, 0x4000, 0xFFFFFFFF]))
+    optional = draw(st.booleans())
+    return Template(draw(st.sampled_from([ESP, AH])), mode, src, dst, 0 if pfkey and optional else reqid, optional)
 
 
 @st.composite
-def policies(draw: st.DrawFn) -> Policy:
+def policies(draw: st.DrawFn, *, pfkey: bool = False) -> Policy:
     selector = draw(selectors())
     action = draw(st.sampled_from(list(Action)))
-    found = draw(st.lists(templates(selector.version), min_size=1, max_size=3)) if action == Action.IPSEC else []
+    found = []
+    if action == Action.IPSEC:
+        found = draw(st.lists(templates(selector.version, pfkey=pfkey), min_size=1, max_size=3))
     return Policy(selector, draw(st.sampled_from(list(Dir))), tuple(found), action, draw(st.integers(0, 2**32 - 1)))
+
+
+def pfkey_policies() -> st.SearchStrategy[Policy]:
+    return policies(pfkey=True)
 
 
 def keys(bits: int) -> st.SearchStrategy[bytes]:

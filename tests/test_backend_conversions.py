@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pfmigrate.backends import pfkey_ops, xfrm_ops
-from pfmigrate.model import AH, ESP, Dir, KMAddress, MigrateBundle, MigrateRequest, Mode, Policy, SecurityAssociation
+from pfmigrate.engine import Unsupported
+from pfmigrate.model import (
+    AH,
+    ESP,
+    Dir,
+    KMAddress,
+    MigrateBundle,
+    MigrateRequest,
+    Mode,
+    Policy,
+    SecurityAssociation,
+    Selector,
+    Template,
+)
 from pfmigrate.pfkey import MsgType
 from pfmigrate.pfkey import decode as pfkey_decode
+from pfmigrate.xfrm import Attribute, UserpolicyInfo, UsersaInfo, XfrmMessage
 from pfmigrate.xfrm import MsgType as XfrmMsgType
-from pfmigrate.xfrm import UserpolicyInfo, UsersaInfo, XfrmMessage
 from pfmigrate.xfrm import decode as xfrm_decode
-from tests.model_strategies import addresses, migrate_requests, pfkey_sas, policies, selectors, xfrm_sas
+from tests.model_strategies import (
+    addresses,
+    migrate_requests,
+    pfkey_policies,
+    pfkey_sas,
+    policies,
+    selectors,
+    xfrm_sas,
+)
 
 EXAMPLES = settings(max_examples=300, deadline=None)
 
@@ -39,7 +63,7 @@ def test_sa_through_xfrm(sa: SecurityAssociation) -> None:
 
 
 @EXAMPLES
-@given(policies())
+@given(pfkey_policies())
 def test_policy_through_pfkey(policy: Policy) -> None:
     wire = pfkey_ops.policy_message(MsgType.X_SPDADD, policy).encode()
     assert pfkey_ops.policy_from(pfkey_decode(wire)) == policy
@@ -129,3 +153,51 @@ def test_an_xfrm_sa_without_the_algorithm_its_protocol_needs_is_larval() -> None
         msg = xfrm_one(xfrm_ops.sa_to(XfrmMsgType.NEWSA, sa, 1).encode())
         assert isinstance(msg.fixed, UsersaInfo)
         assert xfrm_ops.sa_from(msg.fixed, msg.attrs).state is state, sa
+
+
+@pytest.mark.parametrize(
+    "template",
+    [Template(ESP, reqid=0x4000), Template(ESP, reqid=7, optional=True)],
+    ids=["reqid-above-0x3fff", "reqid-on-an-optional-template"],
+)
+def test_a_template_pfkey_would_change_is_unsupported(template: Template) -> None:
+    """Linux's af_key gives a reqid above 0x3fff one of its own, and keeps none for an
+    optional template: said, not done behind the caller's back."""
+    policy = Policy(Selector.any(4), Dir.OUT, (template,))
+    with pytest.raises(Unsupported):
+        pfkey_ops.policy_message(MsgType.X_SPDADD, policy)
+    assert xfrm_ops.policy_from(*_info_and_attrs(policy)).templates == (template,)  # (XFRM keeps it)
+
+
+def _info_and_attrs(policy: Policy) -> tuple[UserpolicyInfo, tuple[Attribute, ...]]:
+    msg = xfrm_one(xfrm_ops.policy_to(XfrmMsgType.NEWPOLICY, policy, 1).encode())
+    assert isinstance(msg.fixed, UserpolicyInfo)
+    return msg.fixed, msg.attrs
+
+
+def test_nat_traversal_is_checked_when_made_and_pfkey_refuses_what_it_cannot_keep() -> None:
+    from ipaddress import ip_address
+
+    from pfmigrate.model import Algorithm, Encap
+
+    with pytest.raises(ValueError, match="NAT-T source port 70000"):
+        Encap(sport=70000)
+    assert Encap(oa="192.0.2.9") == Encap(oa=ip_address("192.0.2.9"))  # type: ignore[arg-type]
+    v4 = SecurityAssociation(
+        ip_address("10.0.0.1"), ip_address("10.0.0.2"), 0x100, enc=Algorithm("cbc(aes)", bytes(16))
+    )
+    with pytest.raises(Unsupported, match="original address in the SA's family"):
+        pfkey_ops.sa_message(MsgType.ADD, dataclasses.replace(v4, encap=Encap(oa=ip_address("2001:db8::9"))))
+
+
+def test_pfkey_has_sas_of_three_protocols_only() -> None:
+    from ipaddress import ip_address
+
+    ops = pfkey_ops.PfKeyOperations(4242)
+    for make in (
+        lambda: ops.get_sa(ip_address("10.0.0.2"), 0x100, 17),
+        lambda: ops.delete_sa(ip_address("10.0.0.2"), 0x100, 6),
+        lambda: ops.allocate_spi(ip_address("10.0.0.1"), ip_address("10.0.0.2"), 4, 0, (0x100, 0x200)),
+    ):
+        with pytest.raises(Unsupported, match="not of protocol"):
+            make()

@@ -251,6 +251,13 @@ class Encap:
     dport: int = 4500
     oa: IPAddress | None = None
 
+    def __post_init__(self) -> None:
+        _u("NAT-T type", self.type, 8)
+        _u("NAT-T source port", self.sport, 16)
+        _u("NAT-T destination port", self.dport, 16)
+        if self.oa is not None:
+            _set(self, "oa", _address(self.oa))
+
 
 @dataclass(frozen=True, slots=True)
 class SecurityAssociation:

@@ -2,7 +2,8 @@
 
 What PF_KEY cannot say raises ``Unsupported`` rather than being dropped: an
 authentication truncation other than Linux's default for the algorithm, a replay window
-over 255, an SA selector, NAT-T original addresses of another family.
+over 255, an SA selector, NAT-T original addresses of another family, a template's reqid
+above 0x3fff or on an optional template, an SA of a protocol other than ESP, AH, IPComp.
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ def sa_message(msg_type: MsgType, sa: SecurityAssociation) -> Message:
     if sa.encap is not None:
         extensions += [NatTType(sa.encap.type), NatTSport(sa.encap.sport), NatTDport(sa.encap.dport)]
         if sa.encap.oa is not None:
+            if sa.encap.oa.version != sa.dst.version:
+                raise Unsupported(op, f"PF_KEY keeps a NAT-T original address in the SA's family, not {sa.encap.oa}")
             extensions.append(NatTOA(SockAddr(sa.encap.oa), sa.encap.oa.max_prefixlen))
     return Message(msg_type, SATYPE[sa.proto], extensions=tuple(extensions))
 
@@ -191,7 +194,15 @@ def selector_extensions(selector: Selector) -> tuple[AddressSrc, AddressDst]:
     return src, dst
 
 
-def _request(t: Template) -> IPsecRequest:
+IPSEC_MANUAL_REQID_MAX = 0x3FFF  # Linux gives a template a reqid of its own above this
+_POLICY_OPERATION = {MsgType.X_SPDADD: "add policy", MsgType.X_SPDUPDATE: "update policy"}
+
+
+def _request(op: str, t: Template) -> IPsecRequest:
+    if t.reqid > IPSEC_MANUAL_REQID_MAX:
+        raise Unsupported(op, f"PF_KEY takes a template's reqid up to {IPSEC_MANUAL_REQID_MAX}, not {t.reqid}")
+    if t.optional and t.reqid:
+        raise Unsupported(op, "PF_KEY keeps no reqid for an optional template (level use)")
     src = dst = None
     if t.src is not None and t.dst is not None:
         src, dst = SockAddr(t.src), SockAddr(t.dst)
@@ -205,7 +216,7 @@ def policy_message(msg_type: MsgType, policy: Policy) -> Message:
         DIRECTION[policy.dir],
         policy.index,
         policy.priority,
-        tuple(_request(t) for t in policy.templates),
+        tuple(_request(_POLICY_OPERATION.get(msg_type, msg_type.label.lower()), t) for t in policy.templates),
     )
     return Message(msg_type, SAType.UNSPEC, extensions=(*selector_extensions(policy.selector), ext))
 
@@ -474,6 +485,13 @@ class _Migrate(_Reply[None]):
         return self.reply is not None
 
 
+def _satype(op: str, proto: int) -> SAType:
+    satype = SATYPE.get(proto)
+    if satype is None:
+        raise Unsupported(op, f"PF_KEY has SAs of ESP (50), AH (51) and IPComp (108), not of protocol {proto}")
+    return satype
+
+
 def _policy_of(selector: Selector) -> tuple[object, ...]:
     """What of a selector a MIGRATE broadcast repeats: its addresses and protocol (Linux
     leaves the ports out)."""
@@ -501,7 +519,8 @@ class PfKeyOperations:
     def _sa_id(self, msg_type: MsgType, dst: IPAddress, spi: int, proto: int) -> Message:
         # Linux finds an SA by destination, SPI and protocol; the source must only be present.
         src = AddressSrc(SockAddr(_unspecified(dst)), dst.max_prefixlen)
-        return Message(msg_type, SATYPE[proto], extensions=(SA(spi), src, _host(dst, ext=AddressDst)))
+        satype = _satype(f"{msg_type.label.lower()} SA", proto)
+        return Message(msg_type, satype, extensions=(SA(spi), src, _host(dst, ext=AddressDst)))
 
     def add_sa(self, sa: SecurityAssociation) -> Exchange[None]:
         return self._reply("add SA", sa_message(MsgType.ADD, sa), lambda m: None)
@@ -520,7 +539,7 @@ class PfKeyOperations:
     ) -> Exchange[int]:
         msg = Message(
             MsgType.GETSPI,
-            SATYPE[proto],
+            _satype("allocate SPI", proto),
             extensions=(SA2(PfkeyMode.ANY, 0, reqid), _host(src), _host(dst, ext=AddressDst), SPIRange(*spi_range)),
         )
         return self._reply("allocate SPI", msg, lambda m: m.require(SA).spi)
