@@ -197,7 +197,7 @@ def test_pfkey_has_sas_of_three_protocols_only() -> None:
     for make in (
         lambda: ops.get_sa(ip_address("10.0.0.2"), 0x100, 17),
         lambda: ops.delete_sa(ip_address("10.0.0.2"), 0x100, 6),
-        lambda: ops.allocate_spi(ip_address("10.0.0.1"), ip_address("10.0.0.2"), 4, 0, (0x100, 0x200)),
+        lambda: ops.allocate_spi(ip_address("10.0.0.1"), ip_address("10.0.0.2"), 4, 0, (0x100, 0x200), Mode.TRANSPORT),
     ):
         with pytest.raises(Unsupported, match="not of protocol"):
             make()

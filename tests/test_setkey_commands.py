@@ -32,6 +32,7 @@ from pfmigrate.model import (
     MigrateEvent,
     Mode,
     Policy,
+    SAState,
     SecurityAssociation,
     Selector,
     Template,
@@ -315,6 +316,17 @@ def test_a_larval_sa_is_dumped_without_algorithms(engine: KeyEngine) -> None:
     assert "\tC: " not in text
     dumped = json.loads(Run(engine, "dump;", Options(json=True)).out.getvalue())
     assert [(sa["state"], sa["enc"], sa["aead"], sa["comp"]) for sa in dumped] == [("larval", None, None, None)] * 2
+
+
+def test_getspi_in_tunnel_mode_makes_a_larval_tunnel_sa(engine: KeyEngine) -> None:
+    """As setkey(8): ``-m tunnel`` gives the larval SA its mode, which the update that
+    completes it keeps."""
+    assert Run(engine, "getspi 10.0.0.1 10.0.0.2 esp 0x4242 -m tunnel -u 5;").errors == []
+    [larval] = engine.dump_sas()
+    assert (larval.mode, larval.state) == (Mode.TUNNEL, SAState.LARVAL)
+    assert Run(engine, f"update 10.0.0.1 10.0.0.2 esp 0x4242 -m tunnel -u 5 {KEY};").errors == []
+    [sa] = engine.dump_sas()
+    assert (sa.mode, sa.state, sa.reqid) == (Mode.TUNNEL, SAState.MATURE, 5)
 
 
 def test_getspi_of_an_ipcomp_sa_picks_a_16_bit_cpi(engine: KeyEngine) -> None:

@@ -353,6 +353,9 @@ def test_getspi_takes_the_extensions_setkey_documents() -> None:
     assert one("getspi 10.0.0.1 10.0.0.2 esp 0 -m any;") == GetSPI(
         ip_address("10.0.0.1"), ip_address("10.0.0.2"), ESP, 0
     )
+    tunnel = one("getspi 10.0.0.1 10.0.0.2 esp 0 -m tunnel;")
+    assert isinstance(tunnel, GetSPI)
+    assert tunnel.mode == Mode.TUNNEL
 
 
 @pytest.mark.parametrize(("name", "number"), [("igmp", 2), ("ospf", 89), ("ipip", 94), ("l2tp", 115), ("udplite", 136)])
@@ -511,7 +514,6 @@ SPD = "spdadd 10.0.0.1 10.0.0.2 any -P out"
         ("spddelete 10.0.0.1 10.0.0.2 any;", "1:32", 'expected "-P" and a policy, found ";"'),
         ("; flush;", "1:1", "expected a statement (add,"),
         ("flush esp ah;", "1:11", 'expected ";" to end the flush statement, found "ah"'),
-        ("getspi 10.0.0.1 10.0.0.2 esp 0 -m tunnel;", "1:32", "getspi cannot ask for a tunnel-mode SA"),
         ("getspi 10.0.0.1 10.0.0.2 esp 0 -E null;", "1:32", "-E has no place in getspi"),
         ("getspi 10.0.0.1 10.0.0.2 esp 0 -u 5 -x;", "1:37", "expected an option (-m, -r, -u"),
         # limits Linux keeps, refused before anything runs rather than halfway through

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Generic, Protocol, TypeVar
 
-from pfmigrate.model import Dir, Event, EventsLost, MigrateRequest, Policy, SecurityAssociation, Selector
+from pfmigrate.model import Dir, Event, EventsLost, MigrateRequest, Mode, Policy, SecurityAssociation, Selector
 
 T = TypeVar("T")
 #: The SPIs ``allocate_spi`` picks from unless told otherwise (below 256 is reserved).
@@ -136,7 +136,7 @@ class Operations(Protocol):
     def get_sa(self, dst: IPAddress, spi: int, proto: int) -> Exchange[SecurityAssociation]: ...
     def delete_sa(self, dst: IPAddress, spi: int, proto: int) -> Exchange[None]: ...
     def allocate_spi(
-        self, src: IPAddress, dst: IPAddress, proto: int, reqid: int, spi_range: tuple[int, int]
+        self, src: IPAddress, dst: IPAddress, proto: int, reqid: int, spi_range: tuple[int, int], mode: Mode
     ) -> Exchange[int]: ...
     def add_policy(self, policy: Policy) -> Exchange[Policy]: ...
     def update_policy(self, policy: Policy) -> Exchange[Policy]: ...
@@ -325,8 +325,11 @@ class KeyEngine(_Engine[EventTransport]):
         *,
         reqid: int = 0,
         spi_range: tuple[int, int] = (0x100, 0x0FFFFFFF),
+        mode: Mode = Mode.TRANSPORT,
     ) -> int:
-        return self.run(self.ops.allocate_spi(ip_address(src), ip_address(dst), proto, reqid, spi_range))
+        """A larval SA (no keys yet) from ``src`` to ``dst`` with an SPI the engine picks
+        in ``spi_range``; the SPI. The SA that completes it gives the rest."""
+        return self.run(self.ops.allocate_spi(ip_address(src), ip_address(dst), proto, reqid, spi_range, mode))
 
     def add_policy(self, policy: Policy) -> Policy:
         return self.run(self.ops.add_policy(policy))
@@ -448,8 +451,9 @@ class AsyncKeyEngine(_Engine[AsyncEventTransport]):
         *,
         reqid: int = 0,
         spi_range: tuple[int, int] = (0x100, 0x0FFFFFFF),
+        mode: Mode = Mode.TRANSPORT,
     ) -> int:
-        return await self.run(self.ops.allocate_spi(ip_address(src), ip_address(dst), proto, reqid, spi_range))
+        return await self.run(self.ops.allocate_spi(ip_address(src), ip_address(dst), proto, reqid, spi_range, mode))
 
     async def add_policy(self, policy: Policy) -> Policy:
         return await self.run(self.ops.add_policy(policy))

@@ -31,6 +31,7 @@ from pfmigrate.model import (
     MigrateEvent,
     Mode,
     Policy,
+    SAState,
     SecurityAssociation,
     Selector,
     Template,
@@ -104,8 +105,10 @@ def test_the_same_scenario_leaves_the_same_state_through_either_backend(engines:
 @pytest.mark.parametrize("name", sorted(OPENERS))
 def test_each_backend_gets_updates_and_deletes(engines: dict[str, KeyEngine], name: str) -> None:
     engine, other = engines[name], engines["xfrm" if name == "pfkey" else "pfkey"]
-    spi = engine.allocate_spi(OLD_COA, HOME_AGENT, ESP, spi_range=(0x2000, 0x2FFF))
+    spi = engine.allocate_spi(OLD_COA, HOME_AGENT, ESP, spi_range=(0x2000, 0x2FFF), mode=Mode.TUNNEL)
     assert 0x2000 <= spi <= 0x2FFF
+    larval = other.get_sa(HOME_AGENT, spi, ESP)  # (GETSPI's SA has its mode and nothing else yet)
+    assert (larval.mode, larval.state, larval.enc) == (Mode.TUNNEL, SAState.LARVAL, None)
     engine.update_sa(tunnel_sa(spi, OLD, HA))
     assert other.get_sa(HOME_AGENT, spi, ESP) == tunnel_sa(spi, OLD, HA)
     engine.delete_sa(HOME_AGENT, spi, ESP)

@@ -535,12 +535,13 @@ class PfKeyOperations:
         return self._reply("delete SA", self._sa_id(MsgType.DELETE, dst, spi, proto), lambda m: None)
 
     def allocate_spi(
-        self, src: IPAddress, dst: IPAddress, proto: int, reqid: int, spi_range: tuple[int, int]
+        self, src: IPAddress, dst: IPAddress, proto: int, reqid: int, spi_range: tuple[int, int], mode: Mode
     ) -> Exchange[int]:
+        pfkey_mode = PfkeyMode.ANY if mode == Mode.TRANSPORT else MODE[mode]  # (Linux reads "any" as transport)
         msg = Message(
             MsgType.GETSPI,
             _satype("allocate SPI", proto),
-            extensions=(SA2(PfkeyMode.ANY, 0, reqid), _host(src), _host(dst, ext=AddressDst), SPIRange(*spi_range)),
+            extensions=(SA2(pfkey_mode, 0, reqid), _host(src), _host(dst, ext=AddressDst), SPIRange(*spi_range)),
         )
         return self._reply("allocate SPI", msg, lambda m: m.require(SA).spi)
 

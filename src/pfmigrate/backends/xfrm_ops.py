@@ -667,7 +667,7 @@ class XfrmOperations:
         return self._ack("delete SA", self._sa_id(MsgType.DELSA, ACK, dst, spi, proto))
 
     def allocate_spi(
-        self, src: IPAddress, dst: IPAddress, proto: int, reqid: int, spi_range: tuple[int, int]
+        self, src: IPAddress, dst: IPAddress, proto: int, reqid: int, spi_range: tuple[int, int], mode: Mode
     ) -> Exchange[int]:
         family = _family(dst)
         info = UsersaInfo(
@@ -676,6 +676,7 @@ class XfrmOperations:
             src,
             reqid=reqid,
             family=family,
+            mode=MODE[mode],
         )
         msg = XfrmMessage(MsgType.ALLOCSPI, NlFlags.REQUEST, self._next(), 0, UserspiInfo(info, *spi_range))
         return _Netlink("allocate SPI", msg, lambda m: _info(m, UsersaInfo).id.spi)

@@ -121,9 +121,9 @@ class Session:
         match statement:
             case AddSA(sa=sa, update=update):
                 (engine.update_sa if update else engine.add_sa)(sa)
-            case GetSPI(src=src, dst=dst, proto=proto, spi=spi, reqid=reqid):
+            case GetSPI(src=src, dst=dst, proto=proto, spi=spi, reqid=reqid, mode=mode):
                 span = (spi, spi) if spi else _spi_range(proto)
-                got = engine.allocate_spi(src, dst, proto, reqid=reqid, spi_range=span)
+                got = engine.allocate_spi(src, dst, proto, reqid=reqid, spi_range=span, mode=mode)
                 self._emit(
                     {"src": str(src), "dst": str(dst), "proto": proto, "spi": got, "reqid": reqid},
                     f"{src} {dst}\n\t{dump.SA_PROTOCOLS[proto]} spi={got}(0x{got:08x}) "

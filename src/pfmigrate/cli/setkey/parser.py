@@ -256,21 +256,15 @@ def _getspi(cur: Cursor, start: Token) -> Statement:
         _option(cur, option, parts)
         _getspi_option(option, parts)
     cur.end(start)
-    return GetSPI(src, dst, proto, spi, parts.reqid, _where(start), tuple(parts.notes))
+    return GetSPI(src, dst, proto, spi, parts.reqid, _where(start), tuple(parts.notes), parts.mode)
 
 
 def _getspi_option(option: Token, parts: _SAParts) -> None:
     """What becomes of an extension read by ``_option`` in a getspi: Linux's GETSPI makes
-    the larval SA from its addresses, mode and reqid alone, and pfmigrate's key-engine
-    interface asks for an SPI by reqid, in transport mode."""
+    the larval SA from its addresses, mode and reqid alone."""
     name = option.text
     if name in ALGORITHM_TABLES:
         option.fail(f"{name} has no place in getspi: the update that completes the larval SA gives its algorithms")
-    if name == "-m" and parts.mode is not Mode.TRANSPORT:
-        option.fail(
-            f"getspi cannot ask for a {parts.mode.value}-mode SA: pfmigrate's key-engine interface allocates "
-            f"an SPI without a mode (transport); give -m {parts.mode.value} to the update that completes the SA"
-        )
     if name in GETSPI_IGNORED:
         where = f"{option.source}:{option.line}:{option.column}"
         parts.notes.append(

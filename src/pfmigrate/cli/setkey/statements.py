@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pfmigrate.model import Dir, IPAddress, MigrateRequest, Policy, SecurityAssociation, Selector
+from pfmigrate.model import Dir, IPAddress, MigrateRequest, Mode, Policy, SecurityAssociation, Selector
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,7 @@ class GetSPI:
     reqid: int = 0
     at: Where = field(default=NOWHERE, compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)  # "file:line:column: note: ..."
+    mode: Mode = Mode.TRANSPORT
     verb = "getspi"
 
 
