@@ -59,13 +59,16 @@ SAS = 1000  # their dump is more than an outbox of 64 holds: it cannot all be qu
 
 
 def test_a_dump_while_the_last_is_not_all_queued_is_busy_as_in_linux(tmp_path: Path) -> None:
-    with keyd_thread(tmp_path, outbox=64):
+    with keyd_thread(tmp_path, outbox=64) as server:
         engine = open_keyd(tmp_path / "keyd.sock")
         for spi in range(0x1000, 0x1000 + SAS):
             engine.add_sa(tunnel_sa(spi, OLD, HA))
         reader = connect(tmp_path / "keyd.sock")
         reader.send(request(MsgType.DUMP, 1))
         reader.send(request(MsgType.DUMP, 2))
+        deadline = time.monotonic() + 10  # (read nothing until keyd has taken the second: else it may come late)
+        while not server.service.metrics.errors[errno.EBUSY] and time.monotonic() < deadline:
+            time.sleep(0.01)
         answers = read_all(reader)  # (a dump's messages count their seq down to 0)
         assert len([a for a in answers if a[2] == 0]) == SAS
         busy = [a for a in answers if a[2] == errno.EBUSY]
