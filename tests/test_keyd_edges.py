@@ -20,9 +20,10 @@ from pfmigrate.keyd.server import Server, ServerError
 from pfmigrate.keyd.service import MAX_REQUEST, READER_REGISTERS_PER_SECOND, AccessRules, Peer, Privilege, Service
 from pfmigrate.pfkey import ExtType, KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
 from pfmigrate.sadb import Engine
+from pfmigrate.sadb.records import PolicyRecord, SARecord
 from tests.keyd_harness import as_nobody, journal_with_two_sas, keyd_thread, read_all, request
 from tests.sadb_box import esp_sa
-from tests.seed_scenario import HA, OLD, tunnel_sa
+from tests.seed_scenario import HA, OLD, mn_policies, tunnel_sa
 
 NOW = 1_800_000_000.0
 
@@ -331,28 +332,35 @@ def test_a_row_whose_text_is_not_utf8_is_named(tmp_path: Path) -> None:
 
 
 def _journal_spis(path: Path) -> list[int]:
+    return sorted(sa.spi for sa in _journal(path)[0])
+
+
+def _journal(path: Path) -> tuple[list[SARecord], list[PolicyRecord]]:
     journal = Journal(path)
     try:
-        sas, _, _ = journal.load()
+        sas, policies, _ = journal.load()
     finally:
         journal.close()
-    return sorted(sa.spi for sa in sas)
+    return sas, policies
 
 
 @pytest.mark.parametrize("idle", [False, True], ids=["at-the-next-change", "while-idle"])
 def test_a_journal_deleted_under_keyd_is_written_anew_with_everything(tmp_path: Path, idle: bool) -> None:
-    """Every acknowledged SA survives a restart, the ones before the deletion included,
-    whether a change or keyd's stop finds the file gone."""
+    """Every acknowledged SA and policy survives a restart, the ones before the deletion
+    included, whether a change or keyd's stop finds the file gone."""
     path = tmp_path / "keyd.db"
     with keyd_thread(tmp_path):
         client = open_keyd(tmp_path / "keyd.sock")
         client.add_sa(tunnel_sa(0x1000, OLD, HA))
+        policy = client.add_policy(mn_policies(OLD)[0])
         for name in ("keyd.db", "keyd.db-wal", "keyd.db-shm"):
             (tmp_path / name).unlink(missing_ok=True)
         if not idle:
             client.add_sa(tunnel_sa(0x1001, HA, OLD))
         client.close()
     assert _journal_spis(path) == ([0x1000] if idle else [0x1000, 0x1001])
+    [kept] = _journal(path)[1]
+    assert (kept.index, kept.templates[0].saddr) == (policy.index, OLD.packed)
 
 
 def test_a_journal_deleted_without_its_log_holds_what_the_engine_holds(tmp_path: Path) -> None:

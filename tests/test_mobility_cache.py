@@ -290,3 +290,45 @@ def test_the_timer_is_the_earliest_expiry_of_all_entries() -> None:
         BindingRemoved(HOA2, COA2, "lifetime ran out")
     ]
     assert c.timer() == 150.0
+
+
+# --- paths an audit found no test for ----------------------------------------------------------------
+
+COA3 = IPv6Address("2001:db8:7::1")
+
+
+def test_a_failed_move_on_after_a_move_drops_a_binding_whose_sas_are_elsewhere() -> None:
+    """Bound at COA1; a BU from COA2 moves the SAs there; one from COA3 arrives meanwhile,
+    and its move fails: the binding (COA1) no longer matches where the SAs are (COA2), so
+    it is dropped and the SAs go home, rather than staying bound at COA1."""
+    c = bound(cache())  # at COA1, sequence 10
+    c.handle(bu(11, coa=COA2), 1.0)
+    assert c.state(HOA) is CacheState.MIGRATING
+    c.handle(bu(12, coa=COA3), 1.1)
+    (move_on,) = c.handle(MigrateDone(HOA), 1.2)
+    assert move_on == MigrateIPsec(HOA, COA2, COA3, False)
+    actions = c.handle(MigrateFailed(HOA, "refused"), 1.3)
+    assert the_ack(actions) == BindingAck(BAStatus.INSUFFICIENT_RESOURCES, 12)
+    assert RestoreHome(HOA, COA2, False, "IPsec migrate failed: refused") in actions
+    assert c.state(HOA) is CacheState.ABSENT
+
+
+def test_a_refusal_during_a_migrate_is_answered_at_once_and_changes_nothing() -> None:
+    """R from a node not served as a mobile router, while its move runs: 140 now, and
+    the move goes on for the Binding Update it was for."""
+    c = cache()
+    c.handle(bu(1), 0.0)
+    assert the_ack(c.handle(bu(2, mobile_router=True), 0.1)) == BindingAck(
+        BAStatus.MOBILE_ROUTER_OPERATION_NOT_PERMITTED, 2
+    )
+    accepted = the_ack(c.handle(MigrateDone(HOA), 0.2))
+    assert (accepted.status, accepted.sequence, accepted.mobile_router) == (BAStatus.ACCEPTED, 1, False)
+
+
+def test_a_mobile_routers_deregistration_is_acknowledged_with_r() -> None:
+    """RFC 3963: the acknowledgement of a mobile router's deregistration keeps R."""
+    c = cache(mobile_routers=frozenset({HOA}))
+    c.handle(bu(1, mobile_router=True), 0.0)
+    c.handle(MigrateDone(HOA), 0.1)
+    ack = the_ack(c.handle(bu(2, 0, coa=HOA, mobile_router=True), 1.0))  # back home (the SAs follow)
+    assert (ack.status, ack.lifetime, ack.mobile_router) == (BAStatus.ACCEPTED, 0, True)
