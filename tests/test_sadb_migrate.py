@@ -13,6 +13,7 @@ from pfmigrate.pfkey import (
     SA,
     AddressDst,
     AddressSrc,
+    Direction,
     IPProto,
     IPsecRequest,
     KMAddress,
@@ -21,13 +22,14 @@ from pfmigrate.pfkey import (
     Mode,
     MsgType,
     Policy,
+    PolicyType,
     SAType,
     SockAddr,
     decode,
 )
 from pfmigrate.pfkey.generation import generation_of
-from pfmigrate.seed import HOME_AGENT, NEW_COA, OLD_COA, seed_migrate
-from tests.sadb_box import Box, esp_sa, mh_policy, migrate, sa_key
+from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA, seed_migrate
+from tests.sadb_box import Box, addresses, esp_sa, mh_policy, migrate, sa_key, tunnel
 from tests.vectorlib import load_vectors, zero_address_padding
 
 ENOTUNIQ = 76
@@ -206,3 +208,30 @@ def test_the_announcement_is_the_bytes_linux_sent_for_the_seed(kmaddress: bool) 
     mobile_node(box)
     outcome = box.send(seed_migrate(kmaddress=kmaddress))
     assert outcome.deliveries[0].data.hex() == zero_address_padding(bytes.fromhex(vector["hex"])).hex()
+
+
+def test_a_repeated_migrate_named_by_reqid_changes_nothing_and_tells_only_the_sender() -> None:
+    """The retry of a move named by reqid: the SAs of the bundle (a re-key pair) and the
+    template are at the new address already; no SA is moved again, nothing is broadcast
+    and no broadcast number is spent."""
+    box = Box("pfmigrate")
+    mobile_node(box, reqid=7, spis=(0x1000, 0x1001))
+    box.ok(migrate("::", NEW_COA, reqid=7))
+    before, generation = state(box), box.engine.generation
+    retry = box.send(migrate("::", NEW_COA, reqid=7))
+    assert [(d.client, decode(d.data).errno) for d in retry.deliveries] == [(box.a, 0)]
+    assert (state(box), box.engine.generation) == (before, generation)
+
+
+def test_a_bundle_whose_template_is_not_at_the_new_address_is_no_retry() -> None:
+    """Another reqid's template at the new address does not make a move of reqid 7 from
+    endpoints it is not at a retry: that is ENODATA, as for any move that finds nothing."""
+    box = Box("pfmigrate")
+    src, dst = addresses(HOME_ADDRESS, HOME_AGENT, IPProto.MH)
+    two = Policy(
+        PolicyType.IPSEC,
+        Direction.OUTBOUND,
+        requests=(tunnel(OLD_COA, HOME_AGENT, 7), tunnel(NEW_COA, HOME_AGENT, 8)),
+    )
+    box.ok(Message(MsgType.X_SPDADD, SAType.UNSPEC, extensions=(src, dst, two)))
+    assert box.refused(migrate("3ffe:501:ffff:900::1", NEW_COA, reqid=7)) == errno.ENODATA
