@@ -43,9 +43,14 @@ class Vectors:
         self._store("pfkey", name, raw, meaning)
 
     def keep_xfrm(self, name: str, msg: NetlinkMessage, meaning: str) -> None:
-        """The same for an XFRM netlink message (kept alone, as one datagram)."""
-        assert any(msg in xfrm_decode(raw) for raw in self.received_xfrm), f"{name}: not received"
-        self._store("xfrm", name, msg.encode(), meaning)
+        """The same for an XFRM netlink message: its own bytes as Linux sent them, cut
+        from the datagram that carried it (by its ``nlmsg_len``), kept as one datagram."""
+        for raw in reversed(self.received_xfrm):
+            for part in _netlink_messages(raw):
+                if xfrm_decode(part) == [msg]:
+                    self._store("xfrm", name, part, meaning)
+                    return
+        raise AssertionError(f"{name}: not received on a traced socket")
 
     def _store(self, codec: str, name: str, raw: bytes, meaning: str) -> None:
         if self.directory is not None:
@@ -64,6 +69,19 @@ def vectors() -> Iterator[Vectors]:
         assert decode(raw).encode() == zero_address_padding(raw), (
             f"round trip changed a message Linux sent: {raw.hex()}"
         )
+    for raw in kept.received_xfrm:  # (and on XFRM netlink)
+        assert b"".join(m.encode() for m in xfrm_decode(raw)) == raw, f"round trip changed XFRM bytes: {raw.hex()}"
+
+
+def _netlink_messages(datagram: bytes) -> list[bytes]:
+    """Each message of a netlink datagram, as its bytes (padded to 4, as sent)."""
+    parts, at = [], 0
+    while at + 16 <= len(datagram):
+        length = int.from_bytes(datagram[at : at + 4], "little")
+        end = min(len(datagram), at + ((length + 3) & ~3))
+        parts.append(datagram[at:end])
+        at = end if length else len(datagram)
+    return parts
 
 
 def flush() -> None:
