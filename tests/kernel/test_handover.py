@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,21 +84,29 @@ class Agent:
             self.process.kill()
 
 
-@pytest.fixture
-def net(tmp_path: Path) -> Iterator[tuple[Topology, Agent, Agent]]:
-    topo = build("hov")
-    agents: list[Agent] = []
+@contextmanager
+def agents(prefix: str, directory: Path, mn_config: str) -> Iterator[tuple[Topology, Agent, Agent]]:
+    """The topology with the seed's home agent running, then a mobile node on ``mn_config``;
+    both stopped and the topology removed at the end."""
+    topo = build(prefix)
+    running: list[Agent] = []
     try:
-        ha = Agent(topo.ha, "ha", home_agent_toml("linux-xfrm"), tmp_path)
-        agents.append(ha)
+        ha = Agent(topo.ha, "ha", home_agent_toml("linux-xfrm"), directory)
+        running.append(ha)
         ha.wait_for("started", timeout=30)
-        mn = Agent(topo.mn, "mn", mobile_node_toml("linux-xfrm", MN_IF), tmp_path)
-        agents.append(mn)
+        mn = Agent(topo.mn, "mn", mn_config, directory)
+        running.append(mn)
         yield topo, mn, ha
     finally:
-        for agent in agents:
+        for agent in running:
             agent.stop()
         topo.teardown()
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> Iterator[tuple[Topology, Agent, Agent]]:
+    with agents("hov", tmp_path, mobile_node_toml("linux-xfrm", MN_IF)) as started:
+        yield started
 
 
 def xfrm(node: Node) -> str:
@@ -201,22 +210,11 @@ def test_a_refusal_reaches_the_mobile_node_at_its_care_of_address(tmp_path: Path
     """The home agent refuses a Binding Update (R, from a node it does not serve as a
     mobile router: 140). No binding, so no route-optimisation state: the socket gives
     the BA its type 2 routing header, and the refusal reaches the mobile node."""
-    topo = build("hrf")
-    agents: list[Agent] = []
-    try:
-        ha = Agent(topo.ha, "ha", home_agent_toml("linux-xfrm"), tmp_path)
-        agents.append(ha)
-        ha.wait_for("started", timeout=30)
-        router = mobile_node_toml("linux-xfrm", MN_IF).replace(
-            "key_management_mobility = false",
-            'key_management_mobility = false\nmobile_network_prefixes = ["3ffe:501:ffff:700::/64"]',
-        )
-        assert "mobile_network_prefixes" in router
-        mn = Agent(topo.mn, "mn", router, tmp_path)
-        agents.append(mn)
+    router = mobile_node_toml("linux-xfrm", MN_IF).replace(
+        "key_management_mobility = false",
+        'key_management_mobility = false\nmobile_network_prefixes = ["3ffe:501:ffff:700::/64"]',
+    )
+    assert "mobile_network_prefixes" in router
+    with agents("hrf", tmp_path, router) as (_, mn, ha):
         ha.wait_for("ba-sent", status=140)
         mn.wait_for("rejected", status=140, timeout=10)
-    finally:
-        for agent in agents:
-            agent.stop()
-        topo.teardown()

@@ -10,11 +10,15 @@ class CommandError(Exception):
     """Printed as ``pfmigrate: <message>`` with exit status 1, without a traceback."""
 
 
+def reason(exc: OSError) -> str:
+    """What went wrong, for a person: a key engine error with its operation and meaning,
+    a socket error by its words, without Python's "[Errno n]"."""
+    return str(exc) if isinstance(exc, KeyEngineError) else exc.strerror or str(exc)
+
+
 def listening_failed(name: str, exc: OSError, *, started: bool) -> CommandError:
-    """Why listening to the key engine ``name`` could not start or go on (a key engine
-    error says its operation and meaning; a socket error its errno)."""
-    said = str(exc) if isinstance(exc, KeyEngineError) else exc.strerror or str(exc)
-    return CommandError(f"{'stopped listening to' if started else 'cannot listen to'} {name}: {said}")
+    """Why listening to the key engine ``name`` could not start or go on."""
+    return CommandError(f"{'stopped listening to' if started else 'cannot listen to'} {name}: {reason(exc)}")
 
 
 def standard_input() -> TextIO:

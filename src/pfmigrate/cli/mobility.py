@@ -12,7 +12,7 @@ from typing import Any
 
 from pfmigrate import jsonlogs
 from pfmigrate.backends.registry import BackendUnavailable
-from pfmigrate.cli.errors import CommandError
+from pfmigrate.cli.errors import CommandError, reason
 from pfmigrate.engine import KeyEngineError
 from pfmigrate.mobility.config import ConfigError, HAConfig, MNConfig, load_ha, load_mn
 from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon, log, open_engine, route_optimization
@@ -68,6 +68,6 @@ def serve(daemon: MobileNodeDaemon | HomeAgentDaemon, stopping: Callable[[], boo
         while not stopping():
             daemon.turn()
     except OSError as exc:
-        said = str(exc) if isinstance(exc, KeyEngineError) else exc.strerror or str(exc)
+        said = reason(exc)
         log.error("stopping", extra={"event": "stopping", "reason": said})
         raise CommandError(f"stopping: {said}; started again, the daemon puts its IPsec tables right") from exc
