@@ -348,16 +348,18 @@ def test_migrate_with_bad_direction_is_einval(pfkey: PfKeySocket, direction: int
 
 def test_expire_soft_then_hard_reaches_registered_sockets(pfkey: PfKeySocket, vectors: Vectors) -> None:
     pfkey.request(Message(MsgType.REGISTER, SAType.ESP))
-    pfkey.request(esp_add(0x5000, soft=1, hard=3))
-    soft = pfkey.wait_for(lambda m: m.type == MsgType.EXPIRE, timeout=5)
-    hard = pfkey.wait_for(lambda m: m.type == MsgType.EXPIRE, timeout=5)
+    # Three seconds apart, so that a late first look at the lifetimes (one second after the
+    # add) cannot find both limits passed and send the hard EXPIRE alone.
+    pfkey.request(esp_add(0x5000, soft=1, hard=4))
+    soft = pfkey.wait_for(lambda m: m.type == MsgType.EXPIRE, timeout=10)
+    hard = pfkey.wait_for(lambda m: m.type == MsgType.EXPIRE, timeout=10)
     assert (soft.seq, soft.pid, hard.seq, hard.pid) == (0, 0, 0, 0)
     assert (soft.require(SA).spi, soft.require(SA).state) == (0x5000, SAState.DYING)
     assert soft.require(LifetimeSoft).addtime == 1
     assert soft.get(LifetimeHard) is None
-    assert (hard.require(SA).state, hard.require(LifetimeHard).addtime) == (SAState.DEAD, 3)
+    assert (hard.require(SA).state, hard.require(LifetimeHard).addtime) == (SAState.DEAD, 4)
     vectors.keep("expire_soft", soft, "EXPIRE (soft) after 1 s: SA DYING with the soft lifetime")
-    vectors.keep("expire_hard", hard, "EXPIRE (hard) after 3 s: SA DEAD with the hard lifetime")
+    vectors.keep("expire_hard", hard, "EXPIRE (hard) after 4 s: SA DEAD with the hard lifetime")
 
 
 def test_acquire_when_a_policy_has_no_sa(pfkey: PfKeySocket, vectors: Vectors) -> None:
