@@ -8,6 +8,7 @@ import os
 import socket
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -176,6 +177,32 @@ def test_a_client_that_never_reads_its_answers_has_all_it_sent_carried_out(tmp_p
         assert _spis(server) == list(range(0x1000, 0x1000 + 100))
     finally:
         server.close()
+
+
+def test_a_client_that_shuts_its_sending_side_gets_every_answer_then_the_end(tmp_path: Path) -> None:
+    """``shutdown(SHUT_WR)`` after the requests, as ``socat`` does at the end of its input:
+    the answers still come, a dump longer than the outbox included, and then keyd closes."""
+    count = 5000  # more than the 4,096-message outbox, so the dump is made as it is read
+    with keyd_thread(tmp_path) as server, connect(tmp_path / "keyd.sock") as client:
+        for first in range(0x1000, 0x1000 + count, 500):
+            for spi in range(first, first + 500):
+                client.send(esp_sa(spi).encode())
+            assert all(decode(client.recv(65536)).errno == 0 for _ in range(500))
+        client.send(request(MsgType.GET, 1))  # (naming no SA: EINVAL, as from Linux)
+        client.send(request(MsgType.DUMP, 2))
+        client.shutdown(socket.SHUT_WR)
+        client.settimeout(10)
+        answers = []
+        while data := client.recv(65536):  # b"": keyd closed the connection
+            answers.append(decode(data))
+        assert (answers[0].type, answers[0].errno) == (MsgType.GET, errno.EINVAL)
+        dumped = answers[1:]
+        assert [m.type for m in dumped] == [MsgType.DUMP] * count
+        assert [m.seq for m in dumped][-1] == 0  # (the last of a dump says so with seq 0)
+        deadline = time.monotonic() + 5
+        while server.sockets and time.monotonic() < deadline:  # (the session is dropped with it)
+            time.sleep(0.01)
+        assert not server.sockets
 
 
 # --- credentials and readers -----------------------------------------------------------------

@@ -5,7 +5,9 @@ clients sent (a bounded number of packets each), lets lifetimes run, commits the
 (the journal first, then the answers go to the outboxes) and writes as much of each
 outbox as the client's socket takes. A client that does not read only fills its own
 outbox; nobody waits for it, and once its outbox is full keyd reads nothing more from
-it until it has read (its sends block, as on a full socket).
+it until it has read (its sends block, as on a full socket). A client that shuts down
+its sending side (``shutdown(SHUT_WR)``, as ``socat`` does at the end of its input)
+gets every answer, a whole dump included, and then keyd closes the connection.
 
 What a client can make keyd hold is bounded: a user other than an administrator may
 have ``per_user`` connections at once, and when the process runs out of descriptors
@@ -125,16 +127,24 @@ def _clear(path: Path) -> None:
     raise ServerError(f"{path}: another keyd is listening there")
 
 
-def _at_end(sock: socket.socket) -> bool:
-    """After ``recv`` read nothing: whether that was the end (the client closed and
-    nothing it sent is left), rather than an empty packet."""
+OPEN, SHUT, CLOSED = 0, 1, 2  # how a client stands once ``recv`` read nothing (``_end_of``)
+
+
+def _end_of(sock: socket.socket) -> int:
+    """After ``recv`` read nothing: OPEN if that was an empty packet, else whether the
+    client has CLOSED or SHUT its sending side only (it still reads), with nothing it
+    sent left to read."""
     poller = select.poll()
     poller.register(sock, select.POLLIN | select.POLLRDHUP)
-    hung_up = any(events & (select.POLLHUP | select.POLLRDHUP) for _, events in poller.poll(0))
-    if not hung_up:
-        return False
+    events = 0
+    for _, found in poller.poll(0):
+        events |= found
+    if not events & (select.POLLHUP | select.POLLRDHUP):
+        return OPEN
     queued: int = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, bytes(4)))[0]
-    return queued == 0  # (the size of the next packet: one it sent before it closed)
+    if queued:  # (the size of the next packet: one it sent before it stopped)
+        return OPEN
+    return CLOSED if events & select.POLLHUP else SHUT
 
 
 class Server:
@@ -158,6 +168,7 @@ class Server:
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, None)
         self.sockets: dict[int, socket.socket] = {}  # by session id
+        self.shut: set[int] = set()  # sessions that send no more: closed once answered
         self.connections: Counter[int] = Counter()  # by uid, of users other than administrators
         self.stopping = False
         self._metrics_due = 0.0
@@ -276,10 +287,17 @@ class Server:
         except OSError:  # (ECONNRESET: it closed leaving answers unread; what it sent is still queued)
             self._gone(session)
             return None
-        if not data and _at_end(sock):
+        if data:
+            return data
+        end = _end_of(sock)
+        if end == OPEN:
+            return data
+        if end == CLOSED:
             self._gone(session)
-            return None
-        return data
+        else:  # its answers still go; ``_write`` closes the connection once they have
+            self.shut.add(session.id)
+            self.selector.modify(sock, selectors.EVENT_WRITE, session)
+        return None
 
     def _request(self, session: Session, data: bytes) -> None:
         try:
@@ -316,7 +334,7 @@ class Server:
                 continue
             except OSError:
                 return
-            if not data and _at_end(sock):
+            if not data and _end_of(sock) != OPEN:
                 return
             session.outbox.clear()  # (nobody will read it: no back-pressure to keep)
             self._request(session, data)
@@ -341,11 +359,20 @@ class Server:
                 return
             box.popleft()
             self.service.room(session)
+        if session.id in self.shut:
+            if not box and session.dump is not None:
+                self.service.room(session)  # (more of its dump, written next turn)
+            if not box and session.dump is None:  # answered, its dump included
+                self._drop(session)
+            else:
+                self.selector.modify(sock, selectors.EVENT_WRITE, session)
+            return
         reading = selectors.EVENT_READ if len(box) < self.service.outbox_limit else 0  # back-pressure
         self.selector.modify(sock, reading | (selectors.EVENT_WRITE if box else 0), session)
 
     def _drop(self, session: Session) -> None:
         sock = self.sockets.pop(session.id, None)
+        self.shut.discard(session.id)
         if sock is not None:
             self.selector.unregister(sock)
             sock.close()
