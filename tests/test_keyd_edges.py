@@ -240,7 +240,12 @@ def test_a_reader_over_its_registers_still_learns_which_semantics_keyd_keeps(ope
             last = [sock.recv(65536)[2] for _ in range(READER_REGISTERS_PER_SECOND + 1)][-1]
         return f"{last} {semantics_of(path)}"
 
-    with keyd_thread(open_directory, rules=AccessRules(0, read_gid=4243)):
+    started = time.monotonic()
+
+    def clock() -> float:  # keyd's seconds start with it, so the REGISTERs (sent at once) fall in its first
+        return NOW + time.monotonic() - started
+
+    with keyd_thread(open_directory, rules=AccessRules(0, read_gid=4243), clock=clock):
         assert as_nobody(spend_then_ask, [4243]) == f"{errno.EAGAIN} pfmigrate"
 
 
