@@ -138,6 +138,30 @@ def read_all(sock: socket.socket, quiet: float = 0.5) -> list[bytes]:
     return received
 
 
+def read_until(sock: socket.socket, done: Callable[[list[bytes]], bool], timeout: float = 10.0) -> list[bytes]:
+    """Every message until ``done`` holds for those read, then any that follow within a
+    moment (so that an extra one is seen). An answer waits for keyd's journal commit, which
+    a busy disk can hold up for longer than any quiet time: silence is not taken for the end."""
+    received: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while not done(received):
+        left = deadline - time.monotonic()
+        assert left > 0, f"what was awaited did not come within {timeout} s; got {[m[:16].hex() for m in received]}"
+        sock.settimeout(left)
+        try:
+            data = sock.recv(0x80000)
+        except TimeoutError:
+            continue
+        assert data, f"keyd hung up; got {[m[:16].hex() for m in received]}"
+        received.append(data)
+    return received + read_all(sock, 0.1)
+
+
+def has_type(mtype: MsgType) -> Callable[[list[bytes]], bool]:
+    """For ``read_until``: a message of type ``mtype`` has come."""
+    return lambda received: any(m[1] == mtype for m in received)
+
+
 def journal_with_two_sas(directory: Path) -> Path:
     with keyd_thread(directory):
         client = open_keyd(directory / "keyd.sock")

@@ -22,7 +22,7 @@ from pfmigrate.keyd.service import MAX_REQUEST, READER_REGISTERS_PER_SECOND, Acc
 from pfmigrate.pfkey import ExtType, KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
 from pfmigrate.sadb import Engine
 from pfmigrate.sadb.records import PolicyRecord, SARecord
-from tests.keyd_harness import as_nobody, journal_with_two_sas, keyd_thread, read_all, request
+from tests.keyd_harness import as_nobody, has_type, journal_with_two_sas, keyd_thread, read_until, request
 from tests.sadb_box import esp_sa
 from tests.seed_scenario import HA, OLD, mn_policies, tunnel_sa
 
@@ -86,7 +86,7 @@ def test_a_path_keyd_cannot_use_is_named(tmp_path: Path, make: str) -> None:
 def _promisc(path: Path) -> socket.socket:
     sock = connect(path)
     sock.send(Message(MsgType.X_PROMISC, SAType.of(1), 1, 77).encode())
-    assert any(decode(m).type == MsgType.X_PROMISC for m in read_all(sock, 0.3))
+    read_until(sock, has_type(MsgType.X_PROMISC))
     return sock
 
 
@@ -102,7 +102,7 @@ def test_a_request_longer_than_linux_takes_is_refused_and_hurts_nobody(tmp_path:
             answer = sender.recv(65536)
         assert (answer[1], answer[2], len(answer)) == (MsgType.GET, errno.EMSGSIZE, 16)
         listener.send(request(MsgType.GET, 6))  # still served
-        assert any(m[1] == MsgType.GET and m[9:12] == bytes(3) for m in read_all(listener, 0.3))
+        read_until(listener, lambda got: any(m[1] == MsgType.GET and m[2] == errno.EINVAL for m in got))
         listener.close()
 
 
@@ -110,16 +110,18 @@ def test_a_message_larger_than_a_clients_socket_takes_is_lost_not_the_client(tmp
     path = tmp_path / "keyd.sock"
     with keyd_thread(tmp_path) as server:
         victim = connect(path)
-        read_all(victim, 0.2)
-        session = server.service.sessions[max(server.service.sessions)]  # the newest: the victim
+        deadline = time.monotonic() + 10
+        while not server.service.sessions:  # (keyd accepts it in its own time)
+            assert time.monotonic() < deadline, "keyd did not take the connection"
+            time.sleep(0.01)
+        [session] = server.service.sessions.values()
         server.sockets[session.id].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # keyd's end, made small
         big = (KeyAuth.of(bytes(8000)), KeyEncrypt.of(bytes(8000)))  # 16 kB, where 8 kB fit
         with connect(path) as admin:  # an X_PROMISC goes to every client, whatever it carries
             admin.send(Message(MsgType.X_PROMISC, SAType.UNSPEC, 1, 4242, extensions=big).encode())
-        received = read_all(victim, 0.5)
-        assert LOST_NOTICE in received
+        read_until(victim, lambda received: LOST_NOTICE in received)
         victim.send(request(MsgType.GET, 2))
-        assert any(m[1] == MsgType.GET for m in read_all(victim, 0.3))
+        read_until(victim, has_type(MsgType.GET))
         victim.close()
 
 
@@ -240,12 +242,13 @@ def test_a_reader_over_its_registers_still_learns_which_semantics_keyd_keeps(ope
             last = [sock.recv(65536)[2] for _ in range(READER_REGISTERS_PER_SECOND + 1)][-1]
         return f"{last} {semantics_of(path)}"
 
-    started = time.monotonic()
+    served: list[Server] = []
 
-    def clock() -> float:  # keyd's seconds start with it, so the REGISTERs (sent at once) fall in its first
-        return NOW + time.monotonic() - started
+    def clock() -> float:  # still until keyd refuses a REGISTER, a second on after: the burst is in one second
+        return NOW + bool(served and served[0].service.metrics.errors[errno.EAGAIN])
 
-    with keyd_thread(open_directory, rules=AccessRules(0, read_gid=4243), clock=clock):
+    with keyd_thread(open_directory, rules=AccessRules(0, read_gid=4243), clock=clock) as server:
+        served.append(server)
         assert as_nobody(spend_then_ask, [4243]) == f"{errno.EAGAIN} pfmigrate"
 
 

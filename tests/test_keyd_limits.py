@@ -22,7 +22,13 @@ from pfmigrate.keyd.server import Server
 from pfmigrate.keyd.service import AccessRules, Service, Session
 from pfmigrate.pfkey import MsgType, SAType
 from pfmigrate.sadb import Engine, Outcome
-from tests.keyd_harness import HA, OLD, as_nobody, journal_with_two_sas, keyd_thread, read_all, request, tunnel_sa
+from tests.keyd_harness import HA, OLD, as_nobody, journal_with_two_sas, keyd_thread, read_until, request, tunnel_sa
+
+NOBODY = 65534
+
+
+def _busy(answers: list[bytes]) -> bool:
+    return any(a[2] == errno.EBUSY for a in answers)
 
 
 def session_of(server: Server, pid: int) -> Session:
@@ -48,7 +54,8 @@ def test_a_client_that_writes_without_reading_is_held_back_and_loses_nothing(tmp
         other.add_sa(tunnel_sa(0x1000, OLD, HA))  # the others are served meanwhile
         other.close()
         greedy.setblocking(True)
-        answers = [a for a in read_all(greedy) if a[1] == MsgType.GET]  # (it hears the ADD too)
+        everything = read_until(greedy, lambda got: sum(a[1] == MsgType.GET for a in got) == sent)
+        answers = [a for a in everything if a[1] == MsgType.GET]  # (it hears the ADD too)
         assert len(answers) == sent, "an answer was lost"
         assert {a[2] for a in answers} == {answers[0][2]} != {0}  # one refusal, the same for each
         assert [int.from_bytes(a[8:12], "little") for a in answers] == list(range(sent))
@@ -69,12 +76,12 @@ def test_a_dump_while_the_last_is_not_all_queued_is_busy_as_in_linux(tmp_path: P
         deadline = time.monotonic() + 10  # (read nothing until keyd has taken the second: else it may come late)
         while not server.service.metrics.errors[errno.EBUSY] and time.monotonic() < deadline:
             time.sleep(0.01)
-        answers = read_all(reader)  # (a dump's messages count their seq down to 0)
+        answers = read_until(reader, lambda got: sum(a[2] == 0 for a in got) == SAS and _busy(got))
         assert len([a for a in answers if a[2] == 0]) == SAS
         busy = [a for a in answers if a[2] == errno.EBUSY]
         assert [int.from_bytes(a[8:12], "little") for a in busy] == [2]
         reader.send(request(MsgType.DUMP, 3))  # all read: the next one is served
-        assert [a[2] for a in read_all(reader)] == [0] * SAS
+        assert [a[2] for a in read_until(reader, lambda got: len(got) == SAS)] == [0] * SAS
         reader.close()
         engine.close()
 
@@ -87,7 +94,7 @@ def test_a_dump_all_queued_at_once_is_over_and_the_next_is_served(tmp_path: Path
         reader = connect(tmp_path / "keyd.sock")
         reader.send(request(MsgType.DUMP, 1))
         reader.send(request(MsgType.DUMP, 2))  # pfkey_do_dump ended the first one in sendmsg()
-        answers = read_all(reader)
+        answers = read_until(reader, lambda got: len(got) == 6)
         assert [(int.from_bytes(a[8:12], "little"), a[2]) for a in answers] == [(1, 0), (2, 0), (0, 0)] * 2
         reader.close()
         engine.close()
@@ -106,7 +113,7 @@ def test_a_bug_in_a_handler_costs_one_answer_not_keyd(tmp_path: Path) -> None:
         engine.handle = broken  # type: ignore[method-assign]
         with connect(tmp_path / "keyd.sock") as sock:
             sock.send(request(MsgType.GET, 7))
-            [answer] = read_all(sock)
+            [answer] = read_until(sock, lambda got: len(got) == 1)
         assert (answer[1], answer[2]) == (MsgType.GET, errno.EINVAL)
         client = open_keyd(tmp_path / "keyd.sock")
         client.add_sa(tunnel_sa(0x1000, OLD, HA))
@@ -116,9 +123,12 @@ def test_a_bug_in_a_handler_costs_one_answer_not_keyd(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(os.getuid() != 0, reason="changing to another uid needs root (CI runs as root)")
 def test_a_user_holds_a_bounded_number_of_connections(open_directory: Path) -> None:
-    with keyd_thread(open_directory, per_user=3):
+    with keyd_thread(open_directory, per_user=3) as server:
         assert _connections_as_nobody(open_directory / "keyd.sock", 5) == ["EPERM"] * 3 + ["closed"] * 2
-        time.sleep(0.2)  # those five are gone: nobody may connect again
+        deadline = time.monotonic() + 10
+        while server.connections[NOBODY]:  # those five are gone: nobody may connect again
+            assert time.monotonic() < deadline, "keyd did not see nobody's connections close"
+            time.sleep(0.01)
         assert _connections_as_nobody(open_directory / "keyd.sock", 1) == ["EPERM"]
 
 
@@ -126,8 +136,7 @@ def _connections_as_nobody(path: Path, count: int) -> list[str]:
     """What each of ``count`` connections held at once by nobody gets for a FLUSH."""
 
     def connections() -> str:
-        socks = [connect(path) for _ in range(count)]
-        time.sleep(0.2)  # all accepted (or refused) before anyone asks
+        socks = [connect(path) for _ in range(count)]  # (keyd takes them in this order)
         outcomes = []
         for sock in socks:
             sock.settimeout(2.0)
@@ -150,7 +159,7 @@ def test_keyd_out_of_descriptors_waits_and_serves_on(tmp_path: Path) -> None:
         keyd = subprocess.Popen(command, stderr=log, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, few))
     try:
         deadline = time.monotonic() + 20
-        while not (tmp_path / "keyd.sock").exists():
+        while not _answers(tmp_path / "keyd.sock"):  # (the file comes before keyd listens)
             assert keyd.poll() is None, (tmp_path / "keyd.log").read_text()
             assert time.monotonic() < deadline, "keyd did not start"
             time.sleep(0.05)
@@ -168,6 +177,14 @@ def test_keyd_out_of_descriptors_waits_and_serves_on(tmp_path: Path) -> None:
     finally:
         keyd.terminate()
         keyd.wait(10)
+
+
+def _answers(path: Path) -> bool:
+    try:
+        connect(path).close()
+    except OSError:
+        return False
+    return True
 
 
 def test_a_damaged_journal_row_is_refused_with_its_name(tmp_path: Path) -> None:
