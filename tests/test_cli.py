@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from ipaddress import ip_address, ip_network
 from pathlib import Path
@@ -19,6 +20,7 @@ from pfmigrate.backends import linux
 from pfmigrate.cli import main
 from pfmigrate.cli.monitor import describe
 from pfmigrate.engine import Capabilities, KeyEngineError
+from pfmigrate.keyd.server import Server
 from pfmigrate.model import (
     AcquireEvent,
     Dir,
@@ -245,12 +247,22 @@ def test_listening_without_the_right_is_a_clear_error(
         assert "Traceback" not in err
 
 
+def _stop_once_listened_to(server: Server) -> None:
+    """Stop keyd once a client has registered for events: one that listens."""
+    deadline = time.monotonic() + 10
+    while not any(c.registered for c in list(server.service.engine.clients.values())):
+        if time.monotonic() > deadline:
+            break  # (stopped anyway: the test then fails on what the command said)
+        time.sleep(0.01)
+    server.stop()
+
+
 @pytest.mark.parametrize("argv", [["monitor"], ["setkey", "-x"]], ids=["monitor", "setkey-x"])
 def test_a_keyd_that_stops_ends_listening_with_a_clear_error(
     argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with keyd_thread(tmp_path) as server:
-        threading.Timer(0.3, server.stop).start()
+        threading.Thread(target=_stop_once_listened_to, args=(server,)).start()
         status = main([*argv, "--backend", "keyd", "--keyd-socket", str(tmp_path / "keyd.sock"), "--timeout", "10"])
     assert status == 1
     assert (
