@@ -652,12 +652,14 @@ class Prober:
             time.sleep(self.interval)
         return False
 
-    def outage(self) -> Outage:
-        """The longest silence between two answers (``gap`` 0 without answers)."""
+    def outage(self, after: float = 0.0) -> Outage:
+        """The longest silence between two answers that ends after ``after`` (monotonic),
+        so that a pause of the host before the handover is not taken for it (``gap`` 0
+        without answers)."""
         answers = sorted(self.answered.items(), key=lambda item: item[1])
         best = Outage(0.0, 0, 0.0, 0.0)
         for (seq_a, t_a), (seq_b, t_b) in itertools.pairwise(answers):
-            if t_b - t_a > best.gap:
+            if t_b > after and t_b - t_a > best.gap:
                 lost = sum(1 for s in range(seq_a + 1, seq_b) if s not in self.answered)
                 best = Outage(t_b - t_a, lost, t_a, t_b)
         return best

@@ -40,6 +40,7 @@ pytestmark = pytest.mark.kernel
 SEED_BASE = int(os.environ.get("PFMIGRATE_DIFF_SEED", "0"))
 COUNT = int(os.environ.get("PFMIGRATE_DIFF_COUNT", "500"))
 SELF_CHECK = 100
+QUICK = 0.5  # seconds: a run this short stays within a new policy's first second
 SHOWN_SEEDS = 3
 SHOWN_DIFFERENCES = 6
 
@@ -84,9 +85,9 @@ def test_linux_agrees_with_itself(linux: None) -> None:
     second = run_sequences(sequences)
     finished = time.monotonic()
     failures = [
-        (sequence.seed, [f"(the runs took {a.steps[-1].elapsed:.3f} s and {b.steps[-1].elapsed:.3f} s)", *found])
+        (sequence.seed, found)
         for sequence, a, b in zip(sequences, first, second, strict=True)
-        if (found := compare(a, b, sequence=sequence, names=("first run", "second run")))
+        if (found := _differences_when_quick(sequence, a, b))
     ]
     longest = max(step.elapsed for t in first + second for step in t.steps)
     _report(
@@ -95,6 +96,19 @@ def test_linux_agrees_with_itself(linux: None) -> None:
         + format_histogram(histogram(zip(sequences, first, strict=True)))
     )
     assert not failures, _explain(failures, SELF_CHECK, "two runs on Linux")
+
+
+def _differences_when_quick(sequence: Sequence, a: Transcript, b: Transcript) -> list[str]:
+    """How two runs of ``sequence`` differ, run again (up to three times) while one of
+    them was slow: Linux holds an extra reference to a policy for its first second (its
+    timer), which dumps show, so a run that the host paused for a second differs."""
+    for _ in range(3):
+        found = compare(a, b, sequence=sequence, names=("first run", "second run"))
+        took = f"(the runs took {a.steps[-1].elapsed:.3f} s and {b.steps[-1].elapsed:.3f} s)"
+        if not found or max(a.steps[-1].elapsed, b.steps[-1].elapsed) < QUICK:
+            break
+        [a, b] = run_sequences([sequence, sequence])
+    return [took, *found] if found else []
 
 
 def test_nothing_arrives_after_the_drain(linux: None) -> None:

@@ -158,7 +158,7 @@ def test_a_real_handover_keeps_the_tunnel_and_its_spis(net: tuple[Topology, Agen
     assert steps.index("migrate-done") < steps.index("bu-sent")  # IPsec moved before the BU
     for agent in (mn, ha):  # the tables were what the agents believed: nothing to repair
         assert not [e for e in agent.events() if e.get("event") == "divergence"]
-    outage = probe.outage()
+    outage = probe.outage(after=moved)
     result = {
         "gap_ms": round(outage.gap * 1000, 1), "lost_probes": outage.lost, "probe_interval_ms": 10,
         "mn_saw_coa2_to_ba_ms": registered["since_move_ms"],

@@ -404,7 +404,7 @@ def test_c_handover_by_hand_then_d_the_gap(net: Plumbing) -> None:
     init_listener.close()
     assert not stray, f"MIGRATE notifications reached the initial namespace: {stray}"
 
-    outage = probe.outage()
+    outage = probe.outage(after=started)
     assert outage.gap > 0, "no outage"
     assert outage.first_after > moved, "the longest outage is not the handover's"
     result: dict[str, float | int | str] = {

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -79,20 +80,30 @@ def reversed_ends() -> tuple[str, str]:
     return HOME_AGENT, OLD_COA
 
 
+BARRIER_SEQ = 0x7FFF0000
+
+
 def run_raw(sock: socket.socket, requests: list[bytes]) -> Transcript:
-    """Each request, then everything the socket received for it."""
+    """Each request, then everything the socket received for it: all that comes before
+    the answer to a barrier sent after it (a GET that names no SA, answered with an
+    error on both). Both carry out requests in order, so nothing of the step comes
+    later; keyd's answers wait for its journal, which no quiet time could bound."""
     steps = []
-    sock.settimeout(0.3)
-    for data in requests:
+    sock.settimeout(10)
+    for number, data in enumerate(requests):
+        barrier = BARRIER_SEQ + number
         sock.send(data)
+        sock.send(Message(MsgType.GET, SAType.ESP, barrier, os.getpid()).encode())
         got: list[bytes] = []
-        try:
-            while True:
-                got.append(sock.recv(65536))
-        except TimeoutError:
-            pass
+        while not _answers(raw := sock.recv(65536), barrier):
+            got.append(raw)
         steps.append(StepResult(0, (tuple(got),)))
     return Transcript(0, tuple(steps))
+
+
+def _answers(raw: bytes, barrier: int) -> bool:
+    seq, pid = struct.unpack_from("=II", raw, 8)
+    return raw[1] == MsgType.GET and (seq, pid) == (barrier, os.getpid())
 
 
 def test_a_raw_pf_key_client_gets_the_same_bytes_from_keyd_and_from_linux(keyd: Path) -> None:
