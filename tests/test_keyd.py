@@ -32,7 +32,7 @@ from pfmigrate.model import (
 from pfmigrate.pfkey import KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
 from pfmigrate.sadb import Delivery, Engine, Outcome
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT
-from tests.keyd_harness import HA, NEW, OLD, OUT_SELECTOR, as_nobody, keyd_thread, out_policy, tunnel_sa
+from tests.keyd_harness import HA, NEW, OLD, OUT_SELECTOR, as_nobody, keyd_thread, out_policy, read_until, tunnel_sa
 from tests.sadb_box import esp_sa, sa_key
 
 MOVE = MigrateRequest(OUT_SELECTOR, Dir.OUT, (MigrateBundle(OLD, HA, NEW, HA),), KMAddress(NEW, HA))
@@ -155,14 +155,7 @@ def test_a_client_that_does_not_read_loses_messages_and_is_told(directory: Path)
         for spi in range(0x1000, 0x1100):  # every ADD is broadcast to the slow client too
             engine.add_sa(tunnel_sa(spi, OLD, HA))
         assert len(engine.dump_sas()) == 0x100  # the others were never held up
-        received = []
-        slow.settimeout(1.0)
-        try:
-            while True:
-                received.append(slow.recv(65536))
-        except TimeoutError:
-            pass
-        assert LOST_NOTICE in received
+        read_until(slow, lambda received: LOST_NOTICE in received)
         engine.close()
         slow.close()
 
