@@ -139,7 +139,7 @@ def _connections_as_nobody(path: Path, count: int) -> list[str]:
         socks = [connect(path) for _ in range(count)]  # (keyd takes them in this order)
         outcomes = []
         for sock in socks:
-            sock.settimeout(2.0)
+            sock.settimeout(10.0)  # (a refused one is closed as soon as keyd takes it)
             try:
                 sock.send(request(MsgType.FLUSH, 1, SAType.UNSPEC))
                 answer = sock.recv(65536)
