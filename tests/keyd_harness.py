@@ -59,6 +59,23 @@ def keyd_thread(
         thread.join(5)
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.01)
+
+
+def keyd_listening(path: Path) -> bool:
+    """Whether a keyd takes connections at ``path`` (its socket file comes before it listens)."""
+    try:
+        connect(path).close()
+    except OSError:
+        return False
+    return True
+
+
 class KeydProcess:
     """``pfmigrate keyd`` as a process of its own, for tests that kill it."""
 
@@ -74,17 +91,10 @@ class KeydProcess:
         with log.open("ab") as stderr:
             self.process = subprocess.Popen(command, stderr=stderr)
         deadline = time.monotonic() + 20
-        while not self._answers():  # (a socket file may be left by the keyd killed before)
+        while not keyd_listening(self.socket):  # (a socket file may be left by the keyd killed before)
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"keyd did not start: {log.read_text()[-2000:]}")
             time.sleep(0.01)
-
-    def _answers(self) -> bool:
-        try:
-            connect(self.socket).close()
-        except OSError:
-            return False
-        return True
 
     def kill(self) -> None:
         assert self.process is not None

@@ -8,7 +8,6 @@ import os
 import socket
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from pfmigrate.keyd.service import MAX_REQUEST, READER_REGISTERS_PER_SECOND, Acc
 from pfmigrate.pfkey import ExtType, KeyAuth, KeyEncrypt, Message, MsgType, SAType, decode
 from pfmigrate.sadb import Engine
 from pfmigrate.sadb.records import PolicyRecord, SARecord
-from tests.keyd_harness import as_nobody, has_type, journal_with_two_sas, keyd_thread, read_until, request
+from tests.keyd_harness import as_nobody, has_type, journal_with_two_sas, keyd_thread, read_until, request, wait_until
 from tests.sadb_box import esp_sa
 from tests.seed_scenario import HA, OLD, mn_policies, tunnel_sa
 
@@ -110,10 +109,7 @@ def test_a_message_larger_than_a_clients_socket_takes_is_lost_not_the_client(tmp
     path = tmp_path / "keyd.sock"
     with keyd_thread(tmp_path) as server:
         victim = connect(path)
-        deadline = time.monotonic() + 10
-        while not server.service.sessions:  # (keyd accepts it in its own time)
-            assert time.monotonic() < deadline, "keyd did not take the connection"
-            time.sleep(0.01)
+        wait_until(lambda: bool(server.service.sessions), "keyd takes the connection")
         [session] = server.service.sessions.values()
         server.sockets[session.id].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # keyd's end, made small
         big = (KeyAuth.of(bytes(8000)), KeyEncrypt.of(bytes(8000)))  # 16 kB, where 8 kB fit
@@ -201,10 +197,7 @@ def test_a_client_that_shuts_its_sending_side_gets_every_answer_then_the_end(tmp
         dumped = answers[1:]
         assert [m.type for m in dumped] == [MsgType.DUMP] * count
         assert [m.seq for m in dumped][-1] == 0  # (the last of a dump says so with seq 0)
-        deadline = time.monotonic() + 5
-        while server.sockets and time.monotonic() < deadline:  # (the session is dropped with it)
-            time.sleep(0.01)
-        assert not server.sockets
+        wait_until(lambda: not server.sockets, "keyd drops the session with the connection")
 
 
 # --- credentials and readers -----------------------------------------------------------------

@@ -22,7 +22,18 @@ from pfmigrate.keyd.server import Server
 from pfmigrate.keyd.service import AccessRules, Service, Session
 from pfmigrate.pfkey import MsgType, SAType
 from pfmigrate.sadb import Engine, Outcome
-from tests.keyd_harness import HA, OLD, as_nobody, journal_with_two_sas, keyd_thread, read_until, request, tunnel_sa
+from tests.keyd_harness import (
+    HA,
+    OLD,
+    as_nobody,
+    journal_with_two_sas,
+    keyd_listening,
+    keyd_thread,
+    read_until,
+    request,
+    tunnel_sa,
+    wait_until,
+)
 
 NOBODY = 65534
 
@@ -73,9 +84,8 @@ def test_a_dump_while_the_last_is_not_all_queued_is_busy_as_in_linux(tmp_path: P
         reader = connect(tmp_path / "keyd.sock")
         reader.send(request(MsgType.DUMP, 1))
         reader.send(request(MsgType.DUMP, 2))
-        deadline = time.monotonic() + 10  # (read nothing until keyd has taken the second: else it may come late)
-        while not server.service.metrics.errors[errno.EBUSY] and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # (read nothing until keyd has taken the second: else it may come late)
+        wait_until(lambda: bool(server.service.metrics.errors[errno.EBUSY]), "keyd refuses the second dump")
         answers = read_until(reader, lambda got: sum(a[2] == 0 for a in got) == SAS and _busy(got))
         assert len([a for a in answers if a[2] == 0]) == SAS
         busy = [a for a in answers if a[2] == errno.EBUSY]
@@ -125,10 +135,7 @@ def test_a_bug_in_a_handler_costs_one_answer_not_keyd(tmp_path: Path) -> None:
 def test_a_user_holds_a_bounded_number_of_connections(open_directory: Path) -> None:
     with keyd_thread(open_directory, per_user=3) as server:
         assert _connections_as_nobody(open_directory / "keyd.sock", 5) == ["EPERM"] * 3 + ["closed"] * 2
-        deadline = time.monotonic() + 10
-        while server.connections[NOBODY]:  # those five are gone: nobody may connect again
-            assert time.monotonic() < deadline, "keyd did not see nobody's connections close"
-            time.sleep(0.01)
+        wait_until(lambda: not server.connections[NOBODY], "keyd sees nobody's five connections close")
         assert _connections_as_nobody(open_directory / "keyd.sock", 1) == ["EPERM"]
 
 
@@ -159,7 +166,7 @@ def test_keyd_out_of_descriptors_waits_and_serves_on(tmp_path: Path) -> None:
         keyd = subprocess.Popen(command, stderr=log, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, few))
     try:
         deadline = time.monotonic() + 20
-        while not _answers(tmp_path / "keyd.sock"):  # (the file comes before keyd listens)
+        while not keyd_listening(tmp_path / "keyd.sock"):
             assert keyd.poll() is None, (tmp_path / "keyd.log").read_text()
             assert time.monotonic() < deadline, "keyd did not start"
             time.sleep(0.05)
@@ -177,14 +184,6 @@ def test_keyd_out_of_descriptors_waits_and_serves_on(tmp_path: Path) -> None:
     finally:
         keyd.terminate()
         keyd.wait(10)
-
-
-def _answers(path: Path) -> bool:
-    try:
-        connect(path).close()
-    except OSError:
-        return False
-    return True
 
 
 def test_a_damaged_journal_row_is_refused_with_its_name(tmp_path: Path) -> None:
