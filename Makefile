@@ -1,6 +1,7 @@
 # pfmigrate: two commands set everything up on a fresh machine.
 #   make run    the main job on the embedded default
 #   make test   lint, types, and the whole suite (the kernel tier boots User-Mode Linux)
+#   make soak   the long runs (convergence under loss, kill -9) at full size
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := user-mode-linux kmod iproute2 iputils-ping netbase
 
-.PHONY: run test lint unit kernel bench fuzz vectors system-packages clean
+.PHONY: run test lint unit kernel soak bench fuzz vectors system-packages clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pfmigrate needs Python 3.11 or newer")'
@@ -49,6 +50,9 @@ unit: $(STAMP)
 
 kernel: $(STAMP) system-packages
 	$(BIN)/pytest -m kernel
+
+soak: $(STAMP)  # the soak-marked tests at full size (the default suite runs a bounded share)
+	PFMIGRATE_SOAK=1 $(BIN)/pytest -m soak -s
 
 bench: $(STAMP)  # every benchmark runs; a missed target fails the run at the end
 	@missed=""; for b in codec xfrm engine keyd handover; do \
