@@ -103,6 +103,33 @@ def test_a_failed_migrate_sends_no_binding_update() -> None:
     assert m.sa_coa == HOA
 
 
+def test_a_failed_migrate_is_retried_on_the_machines_own_schedule() -> None:
+    """FAILED after a migrate that failed does not wait for the next movement: it tries
+    again after 1 s, 2 s, 4 s ... up to 32 s, and a success registers as usual."""
+    m = node()
+    m.handle(Moved(COA1), 0.0)
+    now, waits = 0.0, []
+    for _ in range(8):
+        m.handle(MigrateFailed(HOA, "refused"), now)
+        assert state(m) is MnState.FAILED
+        due = m.timer()
+        assert due is not None
+        waits.append(due - now)
+        assert m.handle(TimerFired(), due - 0.01) == ()  # not before its time
+        now = due
+        assert m.handle(TimerFired(), now) == (MigrateIPsec(HOA, HOA, COA1, move_ike=True),)
+        assert state(m) is MnState.MIGRATING
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 32.0, 32.0]
+    assert the_send(m.handle(MigrateDone(HOA), now + 0.1)).coa == COA1
+
+
+def test_a_refusal_that_says_this_home_agent_will_not_serve_waits_for_a_movement() -> None:
+    m = registering(node())
+    m.handle(ack(m, 129, 0), 0.5)
+    assert state(m) is MnState.FAILED
+    assert m.timer() is None
+
+
 def test_moving_on_during_a_migrate_migrates_again_before_registering() -> None:
     """A second movement waits for the first migrate, then moves the SAs on."""
     m = node()

@@ -11,7 +11,8 @@ States (``MnState``)::
                         └──────── Moved ───────────┘  └── lifetime ran out ──┤    │ BA accepted
                                                                              ▼    │
     HOME ◀──BA── DEREGISTERING ◀──ReturnedHome── (any state away)        REFRESHING
-    FAILED: rejected, gave up or could not migrate; a new Moved or ReturnedHome starts over.
+    FAILED: rejected, gave up or could not migrate; a new Moved or ReturnedHome starts over,
+    and after a migrate that failed so does the machine's own retry timer.
 
 The rules, with their sources:
 
@@ -34,6 +35,12 @@ The rules, with their sources:
 * K is asked for when configured and counts as agreed only if the acknowledgement
   echoes it (§6.1.7, §11.7.3): ``BindingEstablished.key_management``. When the home agent
   refused K, later migrates say so (``move_ike`` false) and the shell must rerun IKE.
+* A migrate that failed (the key engine refused the move, even after reading its tables
+  back) is retried on the machine's own schedule, from 1 s doubling to 32 s, without
+  waiting for the next movement: a passing fault must not strand a node away from home
+  without a binding. A rejection that says this home agent will not serve the node
+  (see ``rfc6275.RETRYABLE``), and no answer when told not to keep trying, wait for a
+  movement.
 * Returning home, the Binding Update has lifetime 0 and A and H set, is sent from the home
   address (§11.5.4), and the binding is gone when its acknowledgement comes; status 133
   (no binding there) counts as done. Then ``RestoreHome``.
@@ -101,7 +108,7 @@ class MnState(enum.Enum):
     REGISTERED = "registered"  # a binding is confirmed until ``expiry``; a refresh is timed
     REFRESHING = "refreshing"  # a binding is confirmed and a refresh is outstanding
     DEREGISTERING = "deregistering"  # back home; a Binding Update with lifetime 0 is outstanding
-    FAILED = "failed"  # gave up; waits for a new movement or for home
+    FAILED = "failed"  # gave up; waits for a new movement, for home, or (if the cause may pass) a retry
 
 
 # Inputs (with TimerFired, MigrateDone and MigrateFailed from binding.py)
@@ -216,13 +223,14 @@ class HomeRegistration:
         self.may_be_bound = False  # a registration was sent since the last time at home
         self.key_management = False  # K agreed in the last acknowledgement
         self.k_refused = False  # the home agent accepted without echoing K
+        self.failures = 0  # attempts given up in a row; the retry from FAILED waits longer each time
         self._now = float("-inf")
 
     def timer(self) -> float | None:
         """When to hand the machine ``TimerFired``, or ``None`` for never."""
         if self.state in _HOLDS_BINDING and self.deadline is not None and self.expiry is not None:
             return min(self.deadline, self.expiry)
-        return self.deadline if self.state in _WAITS_FOR_ACK else None
+        return self.deadline if self.state in _WAITS_FOR_ACK or self.state is MnState.FAILED else None
 
     def handle(self, event: MnEvent, now: float) -> tuple[MnAction, ...]:
         """Take one input at ``now`` (seconds; a clock that steps back is held still)."""
@@ -295,27 +303,33 @@ def _at_home(m: HomeRegistration, why: str, out: list[MnAction]) -> MnState:
     m.sa_coa = m.coa = hoa
     m.outstanding = m.deadline = m.expiry = None
     m.may_be_bound = m.key_management = False
+    m.failures = 0
     return MnState.HOME
 
 
-def _give_up(m: HomeRegistration, why: str, out: list[MnAction]) -> MnState:
+def _give_up(m: HomeRegistration, why: str, now: float, out: list[MnAction], *, passing: bool = False) -> MnState:
+    """End the attempt; ``passing``: its cause may pass by itself, so FAILED retries it."""
     out.append(GaveUp(why))
     if m.state is MnState.DEREGISTERING:
         return _at_home(m, "deregistration not acknowledged", out)
     m.outstanding = m.deadline = None
+    if passing:
+        m.deadline = now + min(INITIAL_BINDACK_TIMEOUT * 2**m.failures, MAX_BINDACK_TIMEOUT)
+        m.failures = min(m.failures + 1, 6)  # (32 s reached: no need to count further)
     return MnState.FAILED
 
 
 def _established(m: HomeRegistration, ack: BindingAck, bu: BindingUpdate, now: float, out: list[MnAction]) -> MnState:
     granted = min(ack.lifetime, bu.lifetime)  # a home agent may shorten, never lengthen (§10.3.1)
     if granted == 0:
-        return _give_up(m, "the home agent accepted with lifetime 0", out)
+        return _give_up(m, "the home agent accepted with lifetime 0", now, out)
     if m.sent_at + granted <= now:  # the lifetime counts from the send (§11.7.3); it is over already
         _send(m, bu.lifetime, now, out, retransmit=True)
         return m.state
     m.expiry = m.sent_at + granted
     m.deadline = m.sent_at + granted * m.config.refresh_fraction
     m.outstanding = None
+    m.failures = 0
     m.key_management = bu.key_management and ack.key_management
     m.k_refused = bu.key_management and not ack.key_management
     prefix = ack.status == BAStatus.PREFIX_DISCOVERY_NECESSARY
@@ -376,7 +390,7 @@ def _migrate_failed(m: HomeRegistration, ev: MigrateFailed, now: float, out: lis
     target, m.migrating_to = m.migrating_to, None
     if m.coa == m.config.hoa:
         return _go_home(m, now, out)
-    return _give_up(m, f"moving the IPsec SAs to {target} failed: {ev.reason}", out)
+    return _give_up(m, f"moving the IPsec SAs to {target} failed: {ev.reason}", now, out, passing=True)
 
 
 def _acknowledged(m: HomeRegistration, ev: BindingAckReceived, now: float, out: list[MnAction]) -> MnState:
@@ -401,14 +415,14 @@ def _acknowledged(m: HomeRegistration, ev: BindingAckReceived, now: float, out: 
         return _established(m, ack, bu, now, out)
     retry = ack.status in RETRYABLE
     out.append(BindingRejected(ack.status, retry))
-    return m.state if retry else _give_up(m, f"the home agent rejected it: {ack.status.label}", out)
+    return m.state if retry else _give_up(m, f"the home agent rejected it: {ack.status.label}", now, out)
 
 
 def _retransmit(m: HomeRegistration, ev: TimerFired, now: float, out: list[MnAction]) -> MnState:
     if m.deadline is None or now < m.deadline or m.outstanding is None:
         return m.state
     if m.interval >= MAX_BINDACK_TIMEOUT and not m.config.retry_forever:
-        return _give_up(m, f"no acknowledgement, the last wait {MAX_BINDACK_TIMEOUT:g} s", out)
+        return _give_up(m, f"no acknowledgement, the last wait {MAX_BINDACK_TIMEOUT:g} s", now, out)
     m.interval = min(2 * m.interval, MAX_BINDACK_TIMEOUT)
     _send(m, m.outstanding.lifetime, now, out, retransmit=True)
     return m.state
@@ -422,8 +436,16 @@ def _refresh(m: HomeRegistration, ev: TimerFired, now: float, out: list[MnAction
     return MnState.REFRESHING
 
 
+def _resume(m: HomeRegistration, ev: TimerFired, now: float, out: list[MnAction]) -> MnState:
+    """FAILED's own retry: the attempt again, from where the SAs are to where the node is."""
+    if m.deadline is None or now < m.deadline:
+        return m.state
+    m.deadline = None
+    return _go_home(m, now, out) if m.coa == m.config.hoa else _go_to(m, m.coa, now, out)
+
+
 def _error(m: HomeRegistration, ev: ErrorReceived, now: float, out: list[MnAction]) -> MnState:
-    return _give_up(m, f"the home agent cannot take it: {ev.reason}", out)
+    return _give_up(m, f"the home agent cannot take it: {ev.reason}", now, out)
 
 
 #: The inputs, in the order of the columns below.
@@ -445,6 +467,6 @@ TRANSITIONS: Final[dict[tuple[MnState, type], Handler]] = {
     **_row(_S.REGISTERED,    _move,     _leave,       _x,            _refresh,    _x,          _x,              _x),
     **_row(_S.REFRESHING,    _move,     _leave,       _acknowledged, _retransmit, _x,          _x,              _error),
     **_row(_S.DEREGISTERING, _retry,    _stay,        _acknowledged, _retransmit, _x,          _x,              _error),
-    **_row(_S.FAILED,        _retry,    _leave,       _x,            _stay,       _x,          _x,              _x),
+    **_row(_S.FAILED,        _retry,    _leave,       _x,            _resume,     _x,          _x,              _x),
 }
 # fmt: on
