@@ -99,21 +99,53 @@ def test_a_tunnel_removed_behind_the_agents_back_is_repaired_on_the_way_home(by_
 
 
 @pytest.mark.parametrize("failing", range(1, 5))  # the four tunnel SAs
-def test_a_move_that_failed_half_way_does_not_wedge_the_next(failing: int) -> None:
-    """The engine refuses one SA of the tunnels (out of memory): what went before stays;
-    the next move finds it (EEXIST), says so and repairs, and the tables follow again."""
+def test_a_refusal_that_passes_is_settled_by_reading_back(failing: int) -> None:
+    """The engine refuses one SA of the tunnels once (out of memory): the agent reads the
+    tables back and adds only what is missing, so the move completes."""
     sim = Simulation(*seed_configs())
-    add_sa, calls = sim.mn_engine.add_sa, [0]
+    add_sa, calls, added = sim.mn_engine.add_sa, [0], []
 
     def flaky(sa: SecurityAssociation) -> None:
         calls[0] += 1
         if calls[0] == failing:
             raise KeyEngineError(errno.ENOMEM, "add SA")
+        added.append(sa.spi)
         add_sa(sa)
 
     sim.mn_engine.add_sa = flaky  # type: ignore[method-assign]
     sim.move(OLD_COA)
-    assert "migrate-failed" in [e.event for e in sim.timeline.entries]
+    events = [e.event for e in sim.timeline.entries]
+    assert "refused" in events
+    assert "converged" in events
+    assert "migrate-failed" not in events
+    assert len(added) == len(set(added)) == 4, "each SA added once: the read-back adds only what was missing"
+    assert tables(sim) == expected(sim, OLD_COA)
+    sim.move(NEW_COA)
+    assert tables(sim) == expected(sim, NEW_COA)
+    sim.close()
+
+
+@pytest.mark.parametrize("failing", range(1, 5))
+def test_a_refusal_that_stands_fails_the_move_and_does_not_wedge_the_next(failing: int) -> None:
+    """The engine refuses one SA every time: after reading back the refusal stands, the
+    move has failed (no Binding Update); what went before stays, and the next move,
+    with the engine well again, puts the tables right."""
+    sim = Simulation(*seed_configs())
+    add_sa, refused = sim.mn_engine.add_sa, [0x0]
+    spis = sorted(sa.spi for sa in policies.mn_policy_set(sim.mn_config, OLD_COA).sas if sa.mode.value == "tunnel")
+    refused[0] = spis[failing - 1]
+
+    def broken(sa: SecurityAssociation) -> None:
+        if sa.spi == refused[0]:
+            raise KeyEngineError(errno.ENOMEM, "add SA")
+        add_sa(sa)
+
+    sim.mn_engine.add_sa = broken  # type: ignore[method-assign]
+    sim.move(OLD_COA)
+    events = [e.event for e in sim.timeline.entries]
+    assert events.index("refused") < events.index("read-back-failed") < events.index("migrate-failed")
+    assert "bu-sent" not in events
+    refused[0] = -1
     sim.move(NEW_COA)
     assert tables(sim) == expected(sim, NEW_COA)
     sim.go_home()
@@ -131,6 +163,10 @@ def test_the_home_agent_answers_130_when_its_migrate_fails() -> None:
     assert any(isinstance(s, Configure) for s in steps)
     assert not any(isinstance(s, Send) for s in steps)  # no answer before the IPsec has moved
     after = agent.configured(HOA, errno.ENOMEM, "the engine is out of memory", 1000.1, why="move")
+    [read_back] = [s for s in after if isinstance(s, Configure)]  # first: is the refusal still so?
+    assert read_back.read_back
+    assert not any(isinstance(s, Send) for s in after)
+    after = agent.configured(HOA, errno.ENOMEM, "the engine is out of memory", 1000.2, why="move")
     [send] = [s for s in after if isinstance(s, Send)]
     ack = mip6.decode(send.data, HA, HOA)
     assert isinstance(ack, mip6.BindingAck)
@@ -347,34 +383,38 @@ def test_returning_home_without_one_of_the_tunnel_sas_still_removes_them_all(by_
     sim.close()
 
 
-@pytest.mark.parametrize(("move_error", "status"), [(0, 0), (errno.ENOBUFS, 130)])
-def test_a_bu_after_its_binding_expired_is_answered_after_its_own_migrate(move_error: int, status: int) -> None:
+@pytest.mark.parametrize(
+    ("move_error", "status", "carried"), [(0, 0, ["home", "move"]), (errno.ENOMEM, 130, ["home", "move", "move"])]
+)
+def test_a_bu_after_its_binding_expired_is_answered_after_its_own_migrate(
+    move_error: int, status: int, carried: list[str]
+) -> None:
     """A Binding Update that finds its binding expired (no timer ran in between) makes the
     cache restore the SAs home, then move them for the new registration. The end of the
     restore is not the end of that move: the acknowledgement waits for the move, and says
-    130 if it failed (RFC 4877)."""
+    130 if it failed (RFC 4877), which a refusal is once reading back did not help."""
     _, ha_config = seed_configs()
     agent = HomeAgentAgent(ha_config)
 
     def register(sequence: int, now: float) -> list[tuple[list[str], int]]:
         update = mip6.BindingUpdate(sequence, mip6.BUFlags.A | mip6.BUFlags.H, 15)  # 60 s
         pending = list(agent.received(mip6.encode(update, HOA, HA), HOA, HA, IPv6Address(OLD_COA), now))
-        carried: list[str] = []
+        done: list[str] = []
         answers: list[tuple[list[str], int]] = []
         while pending:
             step = pending.pop(0)
             if isinstance(step, Configure):
-                carried.append(step.why)
+                done.append(step.why)
                 error = move_error if step.why == "move" and sequence > 1 else 0
                 pending[:0] = agent.configured(step.hoa, error, "refused", now, why=step.why)
             elif isinstance(step, Send):
                 ack = mip6.decode(step.data, HA, HOA)
                 assert isinstance(ack, mip6.BindingAck)
-                answers.append((list(carried), int(ack.status)))
+                answers.append((list(done), int(ack.status)))
         return answers
 
     assert register(1, 0.0) == [(["move"], 0)]
-    assert register(2, 1000.0) == [(["home", "move"], status)]
+    assert register(2, 1000.0) == [(carried, status)]
 
 
 def test_only_a_node_served_as_a_mobile_router_may_register_as_one() -> None:

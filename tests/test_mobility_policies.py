@@ -42,11 +42,11 @@ from pfmigrate.mobility.policies import (
     DeleteSA,
     PolicySet,
     apply,
+    ha_goal,
     ha_leave_home,
     ha_migrations,
     ha_migrations_by_reqid,
     ha_move,
-    ha_owned,
     ha_policy_set,
     ha_return_home,
     ha_return_home_by_reqid,
@@ -569,6 +569,6 @@ def test_a_repair_of_one_node_leaves_another_nodes_sa_of_the_same_spi() -> None:
     _, key_engine = engine()
     apply(key_engine, ha_policy_set(agent, HOA, COA1).changes())
     apply(key_engine, ha_policy_set(agent, HOA2, None).changes())
-    repair = Configure(HOA2, (), "repair", repair=ha_policy_set(agent, HOA2, COA3), owned=ha_owned(agent, HOA2))
-    assert carry_out(key_engine, repair) == (0, "")
+    repair = Configure(HOA2, (), "move", ha_goal(agent, HOA2, COA3), read_back=True)
+    assert carry_out(key_engine, repair)[:2] == (0, "")
     assert tables(key_engine) == as_tables(ha_policy_set(agent, HOA, COA1), ha_policy_set(agent, HOA2, COA3))

@@ -14,16 +14,23 @@ sockets) carries out the steps in order:
   the care-of address ``coa``: the Home Address option or the type 2 routing header).
 * ``Note``: an event of the handover for the log and the timeline.
 
-A MIGRATE refused with "no such policy" (ENOENT) or "no matching SA" (ENODATA) means the
-engine's tables are not what the agent believes: the agent says so (a ``divergence``
-note) and asks for a repair, which installs the whole set for the target care-of
-address; it is never taken for success.
+A change whose outcome is unknown (no answer came: ETIMEDOUT, a dropped broadcast, a
+connection that broke) is not a failure, and a refusal may come from tables that are
+not what the agent believes ("no such policy", "no matching SA", "exists": someone
+else's doing, or a half-applied batch). Either way the agent asks the shell to read
+the tables back and apply only what its goal still lacks (``Configure.read_back``,
+``converge``); a read-back whose answers are lost again is retried with back-off
+(``READ_BACKS`` times for a move, then it has failed; a return home keeps trying, as
+nothing else would put it right). Only a refusal that stands after reading back is a
+failure: then the mobile node gives up the attempt (and retries it later on its own),
+and the home agent answers 130.
 """
 
 from __future__ import annotations
 
+import enum
 import errno
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
@@ -64,22 +71,31 @@ from pfmigrate.mobility.cache import (
     SendBindingAck,
 )
 from pfmigrate.mobility.config import HAConfig, MNConfig
-from pfmigrate.mobility.policies import Change, Owned, PolicySet
+from pfmigrate.mobility.policies import Change, Goal
 
 # The tables are not what the agent believes: no such policy, no matching SA, or one
 # already there (a change that failed half-way left it).
 DIVERGENCE = frozenset({errno.ENOENT, errno.ENODATA, errno.EEXIST})
+# No answer, so no outcome: the request may or may not have been carried out.
+UNKNOWN = frozenset({
+    errno.ETIMEDOUT, errno.EIO, errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ENOTCONN,
+    errno.ESHUTDOWN, errno.ENOBUFS, errno.EAGAIN, errno.EINTR, errno.EBUSY,
+})  # fmt: skip
+READ_BACKS = 6  # read-backs of a move before it has failed
+FIRST_WAIT, LAST_WAIT = 0.1, 32.0  # seconds before a read-back that follows a lost one, doubling
 
 
 @dataclass(frozen=True, slots=True)
 class Configure:
-    """Apply ``changes`` to the key engine (``repair``: make the node's tables equal it)."""
+    """Apply ``changes`` to the key engine: the way from where the agent believes the
+    tables are to ``goal``. With ``read_back`` (``changes`` is then empty): read the
+    tables and apply only what ``goal`` still lacks. ``why``: "move" or "home"."""
 
     hoa: IPv6Address
     changes: tuple[Change, ...]
     why: str
-    repair: PolicySet | None = None
-    owned: Owned | None = None  # with ``repair``: the node's entries, of which only ``repair``'s stay
+    goal: Goal | None = None
+    read_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +119,88 @@ def _note(event: str, **fields: Any) -> Note:
     return Note(event, {k: str(v) if isinstance(v, IPv6Address) else v for k, v in fields.items()})
 
 
+class Verdict(enum.Enum):
+    DONE = "done"  # the goal holds
+    WAIT = "wait"  # a read-back is under way or due
+    FAILED = "failed"  # refused, after reading back (or too many read-backs lost)
+
+
+@dataclass(slots=True)
+class _Settling:
+    """A change of one home address whose outcome is being settled by reading back.
+    ``goal.announcements`` are those not yet known to have gone (no dump can tell)."""
+
+    why: str
+    goal: Goal
+    tries: int = 1  # read-backs asked for
+    due: float | None = None  # when the next one goes (``None``: one is under way)
+
+    def read_back(self, hoa: IPv6Address) -> Configure:
+        return Configure(hoa, (), self.why, self.goal, read_back=True)
+
+    def went(self, announced: int | None) -> None:
+        """The last change or read-back sent the first ``announced`` of the goal's
+        announcements (``None``: not known): those need not go again."""
+        if announced:
+            self.goal = replace(self.goal, announcements=self.goal.announcements[announced:])
+
+
+class Settler:
+    """What both agents do with the outcome of a ``Configure``, per home address: done,
+    or read back (at once after the change itself, with back-off after a read-back
+    whose answers were lost too), or failed."""
+
+    def __init__(self) -> None:
+        self.pending: dict[IPv6Address, _Settling] = {}
+
+    def started(self, hoa: IPv6Address) -> None:
+        """A new change for ``hoa``: whatever was being settled is superseded by it."""
+        self.pending.pop(hoa, None)
+
+    def timer(self) -> float | None:
+        return min((s.due for s in self.pending.values() if s.due is not None), default=None)
+
+    def due(self, now: float) -> list[Step]:
+        """The read-backs whose time has come."""
+        steps: list[Step] = []
+        for hoa, settling in self.pending.items():
+            if settling.due is not None and settling.due <= now:
+                settling.due = None
+                settling.tries += 1
+                steps.append(settling.read_back(hoa))
+        return steps
+
+    def outcome(
+        self,
+        hoa: IPv6Address,
+        error: int,
+        reason: str,
+        now: float,
+        why: str,
+        goal: Goal,
+        announced: int | None = None,
+    ) -> tuple[Verdict, list[Step]]:
+        """What follows a ``Configure`` for ``hoa`` that ended with ``error`` (0: none),
+        having sent ``announced`` of its announcements (``None``: not known)."""
+        settling = self.pending.get(hoa)
+        if not error:
+            self.pending.pop(hoa, None)
+            return Verdict.DONE, [_note("converged", hoa=hoa, reads=settling.tries)] if settling else []
+        said = {"hoa": hoa, "errno": error, "reason": reason}
+        if settling is None:  # the change itself: look at once, whatever went wrong
+            settling = self.pending[hoa] = _Settling(why, goal)
+            settling.went(announced)
+            kind = "outcome-unknown" if error in UNKNOWN else "divergence" if error in DIVERGENCE else "refused"
+            return Verdict.WAIT, [_note(kind, **said), settling.read_back(hoa)]
+        settling.went(announced)
+        if error not in UNKNOWN | DIVERGENCE or (settling.tries >= READ_BACKS and why != "home"):
+            del self.pending[hoa]  # a refusal that stands after reading back, or no answers at all
+            return Verdict.FAILED, [_note("read-back-failed", reads=settling.tries, **said)]
+        wait = min(FIRST_WAIT * 2 ** min(settling.tries - 1, 16), LAST_WAIT)  # (a return home tries on)
+        settling.due = now + wait
+        return Verdict.WAIT, [_note("read-back-again", reads=settling.tries, wait=wait, **said)]
+
+
 class MobileNodeAgent:
     """One mobile node: its home registration, its IPsec, its Binding Updates."""
 
@@ -119,9 +217,10 @@ class MobileNodeAgent:
         )
         self.registration = HomeRegistration(machine)
         self.target: IPv6Address | None = None  # where the IPsec move under way goes (None: home)
+        self.settler = Settler()
 
     def timer(self) -> float | None:
-        return self.registration.timer()
+        return _earliest(self.registration.timer(), self.settler.timer())
 
     def moved(self, coa: IPv6Address, now: float) -> list[Step]:
         return [_note("moved", coa=coa), *self._run(Moved(coa), now)]
@@ -130,7 +229,7 @@ class MobileNodeAgent:
         return [_note("home"), *self._run(ReturnedHome(), now)]
 
     def tick(self, now: float) -> list[Step]:
-        return self._run(TimerFired(), now)
+        return [*self.settler.due(now), *self._run(TimerFired(), now)]
 
     def received(self, data: bytes, src: IPv6Address, dst: IPv6Address, now: float) -> list[Step]:
         try:
@@ -159,25 +258,20 @@ class MobileNodeAgent:
             return [note, *self._run(ErrorReceived("the home agent does not recognise Binding Updates"), now)]
         return [note]
 
-    def configured(self, error: int, reason: str, now: float, *, why: str) -> list[Step]:
+    def configured(self, error: int, reason: str, now: float, *, why: str, announced: int | None = None) -> list[Step]:
         """The shell carried out the last ``Configure`` (``why``: its own): ``error`` 0,
-        or the errno it failed with."""
+        or the errno it failed with, having sent ``announced`` of its announcements
+        (``None``: not known)."""
+        goal = policies.mn_goal(self.config, self.target, by_reqid=self.by_reqid)
+        verdict, steps = self.settler.outcome(self.hoa, error, reason, now, why, goal, announced)
         if why == "home":  # nothing waits for a restore: its end is not a migrate's
-            home = policies.mn_policy_set(self.config, None)
-            repair = Configure(self.hoa, (), "repair", repair=home, owned=policies.mn_owned(self.config))
-            return _restored(self.hoa, error, reason, self.target, repair)
-        if error in DIVERGENCE:
-            target = policies.mn_policy_set(self.config, self.target)
-            return [
-                _note("divergence", errno=error, reason=reason, target=self.target or "home"),
-                Configure(self.hoa, (), "repair", repair=target, owned=policies.mn_owned(self.config)),
-            ]
-        if error:
-            return [
-                _note("migrate-failed", errno=error, reason=reason),
-                *self._run(MigrateFailed(self.hoa, reason), now),
-            ]
-        return [_note("migrate-done", to=self.target or "home"), *self._run(MigrateDone(self.hoa), now)]
+            return [*steps, *_restored(self.hoa, verdict)]
+        if verdict is Verdict.DONE:
+            return [*steps, _note("migrate-done", to=self.target or "home"), *self._run(MigrateDone(self.hoa), now)]
+        if verdict is Verdict.FAILED:
+            return [*steps, _note("migrate-failed", errno=error, reason=reason),
+                    *self._run(MigrateFailed(self.hoa, reason), now)]  # fmt: skip
+        return steps
 
     def _run(self, event: MnEvent, now: float) -> list[Step]:
         steps: list[Step] = []
@@ -189,11 +283,13 @@ class MobileNodeAgent:
         match action:
             case MigrateIPsec(_, old, new, move_ike):
                 self.target = None if new == self.hoa else new
+                self.settler.started(self.hoa)
                 changes = policies.mn_move(self.config, old, self.target, by_reqid=self.by_reqid)
                 return [_note("migrate", old=old, new=new, ike=move_ike, changes=len(changes)),
                         Configure(self.hoa, tuple(changes), "move")]  # fmt: skip
             case RestoreHome(_, from_coa, _, why):
                 self.target = None
+                self.settler.started(self.hoa)
                 changes = policies.mn_move(self.config, from_coa, None, by_reqid=self.by_reqid)
                 return [_note("restore-home", why=why), Configure(self.hoa, tuple(changes), "home")]
             case SendBindingUpdate(coa, bu, retransmit):
@@ -226,14 +322,16 @@ def binding_update(bu: BindingUpdate, coa: IPv6Address, hoa: IPv6Address, ha: IP
     return mip6.encode(msg, hoa, ha)
 
 
-def _restored(hoa: IPv6Address, error: int, reason: str, target: IPv6Address | None, repair: Configure) -> list[Step]:
-    """What follows a restore of the SAs to the home address: a note; if the tables were
-    not as expected and nothing has moved them on since (``target`` None), a repair."""
-    if not error:
+def _restored(hoa: IPv6Address, verdict: Verdict) -> list[Step]:
+    """What follows a restore of the SAs to the home address: only a note (the settler
+    keeps reading back until it holds)."""
+    if verdict is Verdict.DONE:
         return [_note("restore-home-done", hoa=hoa)]
-    if error in DIVERGENCE and target is None:
-        return [_note("divergence", hoa=hoa, errno=error, reason=reason, target="home"), repair]
-    return [_note("restore-home-failed", hoa=hoa, errno=error, reason=reason)]
+    return [_note("restore-home-failed", hoa=hoa)] if verdict is Verdict.FAILED else []
+
+
+def _earliest(*times: float | None) -> float | None:
+    return min((t for t in times if t is not None), default=None)
 
 
 BINDING_ERROR_INTERVAL = 1.0  # seconds: at most one Binding Error a second
@@ -257,12 +355,13 @@ class HomeAgentAgent:
         self.cache = BindingCache(machine)
         self.targets: dict[IPv6Address, IPv6Address | None] = {}  # per home address: where its move goes
         self._last_error = float("-inf")  # when the last Binding Error went out
+        self.settler = Settler()
 
     def timer(self) -> float | None:
-        return self.cache.timer()
+        return _earliest(self.cache.timer(), self.settler.timer())
 
     def tick(self, now: float) -> list[Step]:
-        return self._run(TimerFired(), now)
+        return [*self.settler.due(now), *self._run(TimerFired(), now)]
 
     def received(self, data: bytes, src: IPv6Address, dst: IPv6Address, coa: IPv6Address, now: float) -> list[Step]:
         """A Mobility Header from ``src`` (the home address, from the Home Address option)
@@ -320,25 +419,23 @@ class HomeAgentAgent:
             return "the home agent's own address"
         return ""
 
-    def configured(self, hoa: IPv6Address, error: int, reason: str, now: float, *, why: str) -> list[Step]:
+    def configured(
+        self, hoa: IPv6Address, error: int, reason: str, now: float, *, why: str, announced: int | None = None
+    ) -> list[Step]:
         """The shell carried out a ``Configure`` for ``hoa`` (``why``: its own): ``error``
-        0, or the errno it failed with."""
+        0, or the errno it failed with, having sent ``announced`` of its announcements
+        (``None``: not known). A Binding Acknowledgement waits for the outcome."""
+        target = self.targets.get(hoa)
+        goal = policies.ha_goal(self.config, self.served[hoa], target, by_reqid=self.by_reqid)
+        verdict, steps = self.settler.outcome(hoa, error, reason, now, why, goal, announced)
         if why == "home":  # nothing waits for a restore (a binding expired): its end is not a migrate's
-            node = self.served[hoa]
-            home = policies.ha_policy_set(self.config, node, None)
-            repair = Configure(hoa, (), "repair", repair=home, owned=policies.ha_owned(self.config, node))
-            return _restored(hoa, error, reason, self.targets.get(hoa), repair)
-        if error in DIVERGENCE:
-            node = self.served[hoa]
-            target = policies.ha_policy_set(self.config, node, self.targets.get(hoa))
-            return [
-                _note("divergence", hoa=hoa, errno=error, reason=reason, target=self.targets.get(hoa) or "home"),
-                Configure(hoa, (), "repair", repair=target, owned=policies.ha_owned(self.config, node)),
-            ]
-        if error:
-            return [_note("migrate-failed", hoa=hoa, errno=error, reason=reason),
+            return [*steps, *_restored(hoa, verdict)]
+        if verdict is Verdict.DONE:
+            return [*steps, _note("migrate-done", hoa=hoa, to=target or "home"), *self._run(MigrateDone(hoa), now)]
+        if verdict is Verdict.FAILED:
+            return [*steps, _note("migrate-failed", hoa=hoa, errno=error, reason=reason),
                     *self._run(MigrateFailed(hoa, reason), now)]  # fmt: skip
-        return [_note("migrate-done", hoa=hoa, to=self.targets.get(hoa) or "home"), *self._run(MigrateDone(hoa), now)]
+        return steps
 
     def _run(self, event: HaEvent, now: float) -> list[Step]:
         steps: list[Step] = []
@@ -351,12 +448,14 @@ class HomeAgentAgent:
             case MigrateIPsec(hoa, old, new, move_ike):
                 node = self.served[hoa]
                 self.targets[hoa] = None if new == hoa else new
+                self.settler.started(hoa)
                 changes = policies.ha_move(self.config, node, old, self.targets[hoa], by_reqid=self.by_reqid)
                 return [_note("migrate", hoa=hoa, old=old, new=new, ike=move_ike, changes=len(changes)),
                         Configure(hoa, tuple(changes), "move")]  # fmt: skip
             case RestoreHome(hoa, from_coa, _, why):
                 node = self.served[hoa]
                 self.targets[hoa] = None
+                self.settler.started(hoa)
                 changes = policies.ha_move(self.config, node, from_coa, None, by_reqid=self.by_reqid)
                 return [_note("restore-home", hoa=hoa, why=why), Configure(hoa, tuple(changes), "home")]
             case SendBindingAck(hoa, coa, ack):

@@ -241,13 +241,13 @@ class MobileNodeDaemon(_Shell):
             self.carry(self.guarded(lambda: self.agent.received(received.data, received.source, to, self.clock())))
 
     def configure(self, step: Configure) -> list[Step]:
-        error, reason = carry_out(self.engine, step)
+        error, reason, announced = carry_out(self.engine, step)
         if not error:  # the Home Address option follows the care-of address (MIGRATE cannot move it)
             target = self.agent.target
             new = routeopt.mobile_node_binding(self.config.home_address, self.config.home_agent, target) \
                 if target is not None else None  # fmt: skip
             self.binding = self.replace_ro(self.binding, new)
-        return self.agent.configured(error, reason, self.clock(), why=step.why)
+        return self.agent.configured(error, reason, self.clock(), why=step.why, announced=announced)
 
 
 class HomeAgentDaemon(_Shell):
@@ -293,7 +293,7 @@ class HomeAgentDaemon(_Shell):
         return None
 
     def configure(self, step: Configure) -> list[Step]:
-        error, reason = carry_out(self.engine, step)
+        error, reason, announced = carry_out(self.engine, step)
         if not error:  # the type 2 routing header follows the binding
             target = self.agent.targets.get(step.hoa)
             new = routeopt.home_agent_binding(self.config.address, step.hoa, target) if target is not None else None
@@ -302,4 +302,4 @@ class HomeAgentDaemon(_Shell):
                 self.bindings.pop(step.hoa, None)
             else:
                 self.bindings[step.hoa] = replaced
-        return self.agent.configured(step.hoa, error, reason, self.clock(), why=step.why)
+        return self.agent.configured(step.hoa, error, reason, self.clock(), why=step.why, announced=announced)

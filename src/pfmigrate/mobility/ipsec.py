@@ -4,10 +4,14 @@ shell that talks to the engine)."""
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility.agent import Configure
-from pfmigrate.mobility.policies import Owned, PolicySet, apply
+from pfmigrate.mobility.converge import moves, remainder
+from pfmigrate.mobility.policies import Change, Goal, Owned, PolicySet, apply, is_announcement
+from pfmigrate.model import MigrateRequest
 
 
 def targets_by_reqid(engine: KeyEngine) -> bool:
@@ -16,16 +20,53 @@ def targets_by_reqid(engine: KeyEngine) -> bool:
     return engine.capabilities.migrate_by_reqid
 
 
-def carry_out(engine: KeyEngine, step: Configure) -> tuple[int, str]:
-    """Apply the step; ``(0, "")`` or the errno and reason it failed with."""
+class Outcome(NamedTuple):
+    """How a ``Configure`` ended: ``errno`` 0 or what stopped it, and ``announced``,
+    how many of its KMADDRESS announcements went (in order): no dump can show them."""
+
+    errno: int
+    reason: str = ""
+    announced: int = 0
+
+
+def carry_out(engine: KeyEngine, step: Configure) -> Outcome:
+    """Apply the step; its outcome."""
+    progress: list[Change] = []
     try:
-        if step.repair is not None:
-            reconcile(engine, step.repair, step.owned)
+        if step.read_back:
+            assert step.goal is not None, "a read-back needs the goal it settles"
+            converge(engine, step.goal, progress)
         else:
-            apply(engine, step.changes)
+            _apply(engine, step.changes, progress)
     except KeyEngineError as exc:
-        return exc.errno or errno.EIO, str(exc)
-    return 0, ""
+        return Outcome(exc.errno or errno.EIO, str(exc), _announced(progress))
+    return Outcome(0, "", _announced(progress))
+
+
+def converge(engine: KeyEngine, goal: Goal, progress: list[Change] | None = None) -> list[Change]:
+    """Read the tables back and apply what ``goal`` still lacks (``pfmigrate.mobility.converge``),
+    then send its announcements (last: the policies they name may have been missing);
+    the changes that took, also kept in ``progress`` as they do, since a
+    ``KeyEngineError`` stops it where it came."""
+    applied = [] if progress is None else progress
+    policies_now = engine.dump_policies()
+    migrations = moves(goal, policies_now)
+    if migrations:
+        _apply(engine, migrations, applied)
+        policies_now = engine.dump_policies()
+    _apply(engine, remainder(goal, engine.dump_sas(), policies_now), applied)
+    _apply(engine, goal.announcements, applied)
+    return applied
+
+
+def _apply(engine: KeyEngine, changes: Iterable[Change], applied: list[Change]) -> None:
+    for change in changes:
+        apply(engine, (change,))
+        applied.append(change)
+
+
+def _announced(changes: list[Change]) -> int:
+    return sum(1 for change in changes if isinstance(change, MigrateRequest) and is_announcement(change))
 
 
 def reconcile(engine: KeyEngine, target: PolicySet, owned: Owned | None = None) -> None:

@@ -116,6 +116,13 @@ class AddPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdatePolicy:
+    """Replace the policy of the same selector and direction (or add it)."""
+
+    policy: Policy
+
+
+@dataclass(frozen=True, slots=True)
 class DeletePolicy:
     selector: Selector
     dir: Dir
@@ -140,7 +147,7 @@ class CheckSA:
     sa: SecurityAssociation
 
 
-Change = MigrateRequest | AddSA | AddPolicy | DeletePolicy | DeleteSA | CheckSA
+Change = MigrateRequest | AddSA | AddPolicy | UpdatePolicy | DeletePolicy | DeleteSA | CheckSA
 
 
 def apply(engine: KeyEngine, changes: Iterable[Change]) -> None:
@@ -153,6 +160,8 @@ def apply(engine: KeyEngine, changes: Iterable[Change]) -> None:
                 engine.add_sa(sa)
             case AddPolicy(policy):
                 engine.add_policy(policy)
+            case UpdatePolicy(policy):
+                engine.update_policy(policy)
             case DeletePolicy(selector, direction):
                 _gone_already(lambda: engine.delete_policy(selector, direction), errno.ENOENT)
             case DeleteSA(dst, spi, proto):
@@ -206,6 +215,20 @@ class Owned:
 
     policies: frozenset[tuple[Selector, Dir]]
     sas: frozenset[tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """What one node's entries must be once a change is done: ``target``, of which the
+    node's ``owned`` entries keep only what it has; tunnels moved with ``kmaddress``
+    and named ``by_reqid`` (pfmigrate's engine) or by their old endpoints (Linux);
+    ``announcements``: the MIGRATEs that tell the IKE daemon and move nothing."""
+
+    target: PolicySet
+    owned: Owned
+    kmaddress: KMAddress
+    by_reqid: bool
+    announcements: tuple[MigrateRequest, ...] = ()
 
 
 def _owned(pair: _Pair) -> Owned:
@@ -354,6 +377,12 @@ def _announcements(pair: _Pair, kmaddress: KMAddress) -> list[MigrateRequest]:
     return requests
 
 
+def is_announcement(request: MigrateRequest) -> bool:
+    """Whether ``request`` moves nothing (every bundle keeps its endpoints): it only tells
+    the IKE daemon the new KMADDRESS."""
+    return all((b.old_src, b.old_dst) == (b.new_src, b.new_dst) for b in request.bundles)
+
+
 def _tunnel_moves(pair: _Pair, old: IPv6Address | None, new: IPv6Address, kmaddress: KMAddress) -> list[MigrateRequest]:
     """A MIGRATE of each tunnel policy to ``new`` (``old`` ``None``: named by reqid)."""
     if old is None and pair.ipsec.shared_reqids:
@@ -415,6 +444,13 @@ def _move(pair: _Pair, old: Address | None, new: Address | None, by_reqid: bool)
     return moves
 
 
+def _goal(pair: _Pair, coa: Address | None, *, by_reqid: bool) -> Goal:
+    where = pair.where(coa, "target")
+    kmaddress = pair.kmaddress(pair.home_address if where is None else where)
+    by_reqid = by_reqid and not pair.ipsec.shared_reqids  # (one reqid for both directions names no bundle)
+    return Goal(_policy_set(pair, where), _owned(pair), kmaddress, by_reqid, tuple(_announcements(pair, kmaddress)))
+
+
 # --- the mobile node ---------------------------------------------------------------------------
 
 
@@ -426,6 +462,11 @@ def mn_policy_set(config: MNConfig, coa: Address | None) -> PolicySet:
 
 def mn_owned(config: MNConfig) -> Owned:
     return _owned(_mn_pair(config))
+
+
+def mn_goal(config: MNConfig, coa: Address | None, *, by_reqid: bool = False) -> Goal:
+    """The mobile node's entries once it is at ``coa`` (``None``: home), for a read-back."""
+    return _goal(_mn_pair(config), coa, by_reqid=by_reqid)
 
 
 def mn_migrations(config: MNConfig, old_coa: Address, new_coa: Address) -> list[MigrateRequest]:
@@ -467,6 +508,11 @@ def mn_move(
 
 def ha_owned(config: HAConfig, node: ServedNode | Address) -> Owned:
     return _owned(_ha_pair(config, node))
+
+
+def ha_goal(config: HAConfig, node: ServedNode | Address, coa: Address | None, *, by_reqid: bool = False) -> Goal:
+    """The home agent's entries for ``node`` bound at ``coa`` (``None``: no binding), for a read-back."""
+    return _goal(_ha_pair(config, node), coa, by_reqid=by_reqid)
 
 
 def ha_policy_set(config: HAConfig, node: ServedNode | Address, coa: Address | None) -> PolicySet:
@@ -514,12 +560,17 @@ def ha_move(
 __all__ = [
     "AddSA",
     "AddPolicy",
+    "UpdatePolicy",
     "DeletePolicy",
     "DeleteSA",
     "Change",
     "PolicySet",
     "Owned",
+    "Goal",
     "apply",
+    "is_announcement",
+    "mn_goal",
+    "ha_goal",
     "mn_owned",
     "ha_owned",
     "mn_policy_set",

@@ -111,17 +111,17 @@ class Simulation:
 
     def _configure(self, who: str, step: Configure, leg: Leg, started: float) -> list[Step]:
         engine = self.mn_engine if who == "MN" else self.ha_engine
-        error, reason = carry_out(engine, step)
+        error, reason, announced = carry_out(engine, step)
         if who == "MN":
             leg.ipsec = self.clock() - started  # every change acknowledged by the engine
         moves = sum(1 for change in step.changes if isinstance(change, MigrateRequest))
-        self.timeline.add(self.now(), f"{who} engine", "repaired" if step.repair else "configured",
+        self.timeline.add(self.now(), f"{who} engine", "read back" if step.read_back else "configured",
                           {"changes": len(step.changes), "errno": error})  # fmt: skip
         self._heard(f"{who} engine")
         if who == "MN":
             leg.migrates += moves
-            return self.mn.configured(error, reason, self.now(), why=step.why)
-        return self.ha.configured(step.hoa, error, reason, self.now(), why=step.why)
+            return self.mn.configured(error, reason, self.now(), why=step.why, announced=announced)
+        return self.ha.configured(step.hoa, error, reason, self.now(), why=step.why, announced=announced)
 
     def _heard(self, lane: str) -> None:
         """What the IKE daemon on that host heard: the MIGRATEs, with KMADDRESS."""

@@ -1,0 +1,122 @@
+"""Reading back and applying only what is missing (``mobility.converge`` through
+``ipsec.converge``): from any point a move can stop at (a batch cut off after any
+change, entries someone removed), the tables end exactly at the goal; what is already
+there is left alone; a tunnel that is elsewhere moves by MIGRATE, keeping its SAs."""
+
+from __future__ import annotations
+
+import dataclasses
+from ipaddress import IPv6Address
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pfmigrate.backends.inprocess import Hub, open_inprocess
+from pfmigrate.engine import KeyEngine
+from pfmigrate.mobility.converge import moves, remainder
+from pfmigrate.mobility.ipsec import converge
+from pfmigrate.mobility.policies import (
+    AddSA,
+    DeleteSA,
+    UpdatePolicy,
+    apply,
+    mn_goal,
+    mn_move,
+    mn_policy_set,
+)
+from pfmigrate.mobility.seedconfig import seed_configs
+from pfmigrate.model import MigrateRequest, Policy, SecurityAssociation
+from pfmigrate.sadb import Engine
+from pfmigrate.seed import NEW_COA, OLD_COA
+
+MN_CONFIG, _ = seed_configs()
+PLACES: tuple[IPv6Address | None, ...] = (None, IPv6Address(OLD_COA), IPv6Address(NEW_COA))
+
+
+def _engine(semantics: str) -> KeyEngine:
+    return open_inprocess(Hub(Engine(semantics=semantics)))
+
+
+def _tables(engine: KeyEngine) -> tuple[set[Policy], set[SecurityAssociation]]:
+    return {dataclasses.replace(p, index=0) for p in engine.dump_policies()}, set(engine.dump_sas())
+
+
+def _wanted(where: IPv6Address | None) -> tuple[set[Policy], set[SecurityAssociation]]:
+    target = mn_policy_set(MN_CONFIG, where)
+    return set(target.policies), set(target.sas)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    semantics=st.sampled_from(["pfmigrate", "linux"]),
+    start=st.sampled_from(PLACES),
+    goal=st.sampled_from(PLACES),
+    cut=st.integers(0, 40),
+    removed=st.sets(st.integers(0, 30), max_size=3),
+)
+def test_from_any_cut_off_move_a_read_back_reaches_the_goal_and_a_second_changes_nothing(
+    semantics: str, start: IPv6Address | None, goal: IPv6Address | None, cut: int, removed: set[int]
+) -> None:
+    by_reqid = semantics == "pfmigrate"
+    engine = _engine(semantics)
+    apply(engine, mn_policy_set(MN_CONFIG, start).changes())
+    apply(engine, mn_move(MN_CONFIG, start, goal, by_reqid=by_reqid)[:cut])  # a batch that stopped there
+    policies, sas = engine.dump_policies(), engine.dump_sas()
+    for index in sorted(removed):  # and someone else's doing
+        if index < len(policies):
+            engine.delete_policy(policies[index].selector, policies[index].dir)
+        elif index - len(policies) < len(sas):
+            sa = sas[index - len(policies)]
+            engine.delete_sa(sa.dst, sa.spi, sa.proto)
+    target = mn_goal(MN_CONFIG, goal, by_reqid=by_reqid)
+    converge(engine, target)
+    assert _tables(engine) == _wanted(goal)
+    again = converge(engine, target)
+    assert again == list(target.announcements), "a second read-back finds nothing missing"
+    engine.close()
+
+
+@pytest.mark.parametrize("semantics", ["pfmigrate", "linux"])
+def test_tunnels_that_never_moved_are_moved_by_migrate_keeping_their_sas(semantics: str) -> None:
+    """The move's answers were all lost before its MIGRATEs went: the read-back MIGRATEs
+    the tunnels from where they are (Linux: their old endpoints, as read back), so the
+    SAs keep what only a move keeps (here: their counters)."""
+    by_reqid = semantics == "pfmigrate"
+    engine = _engine(semantics)
+    apply(engine, mn_policy_set(MN_CONFIG, OLD_COA).changes())
+    before = {sa.spi: sa.current.add_time for sa in engine.dump_sas()}
+    goal = mn_goal(MN_CONFIG, NEW_COA, by_reqid=by_reqid)
+    migrations = moves(goal, engine.dump_policies())
+    assert migrations
+    assert all(isinstance(m, MigrateRequest) and m.kmaddress == goal.kmaddress for m in migrations)
+    applied = converge(engine, goal)
+    assert not [c for c in applied if isinstance(c, AddSA | DeleteSA)], "no SA was replaced"
+    assert _tables(engine) == _wanted(IPv6Address(NEW_COA))
+    assert {sa.spi: sa.current.add_time for sa in engine.dump_sas()} == before
+    engine.close()
+
+
+def test_what_is_already_there_is_left_alone_and_what_differs_is_replaced() -> None:
+    engine = _engine("pfmigrate")
+    apply(engine, mn_policy_set(MN_CONFIG, OLD_COA).changes())
+    goal = mn_goal(MN_CONFIG, OLD_COA, by_reqid=True)
+    assert remainder(goal, engine.dump_sas(), engine.dump_policies()) == []
+    changed = dataclasses.replace(goal.target.policies[0], priority=7)
+    engine.update_policy(changed)
+    assert remainder(goal, engine.dump_sas(), engine.dump_policies()) == [UpdatePolicy(goal.target.policies[0])]
+    engine.close()
+
+
+def test_another_nodes_entries_are_not_the_goals_business() -> None:
+    """Only the node's own entries (its selectors, its SPI and reqid pairs) are removed."""
+    engine = _engine("pfmigrate")
+    apply(engine, mn_policy_set(MN_CONFIG, OLD_COA).changes())
+    mine = mn_policy_set(MN_CONFIG, OLD_COA).sas[0]  # another node's SA of the same SPI, its own reqid
+    stranger = dataclasses.replace(mine, src=IPv6Address("2001:db8::1"), dst=IPv6Address("2001:db8::2"), reqid=9)
+    engine.add_sa(stranger)
+    converge(engine, mn_goal(MN_CONFIG, None, by_reqid=True))
+    policies, sas = _tables(engine)
+    assert stranger in sas
+    assert (policies, sas - {stranger}) == _wanted(None)
+    engine.close()
