@@ -245,8 +245,8 @@ class Service:
 
     def save(self, *, check: bool = False) -> None:
         """Make what the engine changed durable (and with ``check``, see that the journal
-        is still there even if nothing changed). A journal deleted under keyd is written
-        anew from the engine, which holds everything acknowledged so far."""
+        is still there even if nothing changed). A journal deleted or emptied under keyd
+        is written anew from the engine, which holds everything acknowledged so far."""
         journal = self.journal
         if journal is None:
             return
@@ -255,9 +255,12 @@ class Service:
             if check:
                 journal.check()
             journal.flush(self.engine.counters())
-        except JournalGone as gone:
-            log.warning("journal deleted: writing it anew", extra={"event": "journal-recreated", "error": str(gone)})
-            journal.recreate(self.engine.sad.values(), self.engine.spd.values(), self.engine.counters())
+        except JournalGone as gone:  # (deleted or emptied: the engine holds everything, stopping would lose it)
+            rows = journal.recreate(self.engine.sad.values(), self.engine.spd.values(), self.engine.counters())
+            log.warning(
+                "journal deleted or emptied: written anew",
+                extra={"event": "journal-recreated", "error": str(gone), "rows": rows},
+            )  # fmt: skip
         self.metrics.journal_commits += journal.commits - before
 
     def refuse(self, session: Session, data: bytes, code: int) -> None:
