@@ -16,7 +16,8 @@ import pytest
 from testbed.netns import in_new_netns
 
 from pfmigrate import mip6
-from pfmigrate.backends.inprocess import open_inprocess
+from pfmigrate.backends.inprocess import Hub, open_inprocess
+from pfmigrate.engine import KeyEngine
 from pfmigrate.jsonlogs import JsonFormatter
 from pfmigrate.mobility import daemon, policies, routeopt
 from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon
@@ -214,3 +215,80 @@ def test_an_acknowledgement_finds_the_care_of_address_without_a_binding_state() 
     ]
     assert [dst for _, dst, _ in port.sent] == [HOA] * 3
     assert port.routing_headers == [COA, COA, None]
+
+
+class Breaking:
+    """A hub client that breaks (as keyd's connection does when keyd restarts) after
+    ``requests`` requests; later handles come from ``reopen``, which fails ``refusals``
+    times first (keyd not back yet)."""
+
+    def __init__(self, hub: Hub, requests: int, refusals: int = 0) -> None:
+        self.hub = hub
+        self.left = requests
+        self.refusals = refusals
+        self.opened = 0
+
+    def first(self) -> KeyEngine:
+        engine = open_inprocess(self.hub)
+        send = engine.transport.send
+
+        def breaking_send(data: bytes) -> None:
+            if self.left == 0:
+                raise ConnectionResetError(errno.ECONNRESET, "keyd closed the connection")
+            self.left -= 1
+            send(data)
+
+        engine.transport.send = breaking_send  # type: ignore[method-assign]
+        return engine
+
+    def reopen(self) -> KeyEngine:
+        if self.refusals:
+            self.refusals -= 1
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "nobody listens on that socket")
+        self.opened += 1
+        return open_inprocess(self.hub)
+
+
+@pytest.mark.parametrize("refusals", [0, 3])
+@pytest.mark.parametrize("requests", [2, 5])
+def test_a_key_engine_that_goes_away_mid_move_is_opened_again_and_the_move_settled(
+    requests: int, refusals: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """keyd restarts while the home agent moves a node's tunnels: the outcome is unknown,
+    so the shell opens the engine again (once keyd is back) and the agent reads the
+    tables back, applies what is missing and only then acknowledges."""
+    _, config = seed_configs()
+    port, hub, now = Port(), Hub(), [100.0]
+    breaking = Breaking(hub, 0, refusals)
+    home_agent = HomeAgentDaemon(config, open_inprocess(hub), port, clock=lambda: now[0], reopen=breaking.reopen)
+    breaking.left = requests
+    home_agent.engine = breaking.first()
+    port.incoming.append(binding_update(1))
+    with caplog.at_level(logging.INFO, logger="pfmigrate.mobility"):
+        home_agent.turn(timeout=0.0)
+        while not acknowledgements(port) and now[0] < 200.0:
+            due = home_agent.agent.timer()
+            assert due is not None, "nothing left to settle the move"
+            now[0] = due
+            home_agent.turn(timeout=0.0)
+    events = [r.getMessage() for r in caplog.records]
+    assert events.count("engine-lost") == 1
+    assert events.count("engine-back") == 1
+    assert breaking.opened == 1
+    assert [(ack.status, ack.sequence) for ack in acknowledgements(port)] == [(mip6.BAStatus.ACCEPTED, 1)]
+    expected = policies.ha_policy_set(config, config.mobile_nodes[0], str(COA))
+    with open_inprocess(hub) as look:
+        assert without_index(look.dump_policies()) == without_index(expected.policies)
+        assert sorted(sa.spi for sa in look.dump_sas()) == sorted(sa.spi for sa in expected.sas)
+
+
+def test_without_a_way_to_reopen_the_engine_a_daemon_stops_when_it_goes_away() -> None:
+    _, config = seed_configs()
+    hub = Hub()
+    home_agent = HomeAgentDaemon(config, open_inprocess(hub), Port(), clock=lambda: 100.0)
+    home_agent.engine = Breaking(hub, 1).first()
+    port = home_agent.mh
+    assert isinstance(port, Port)
+    port.incoming.append(binding_update(1))
+    with pytest.raises(ConnectionResetError):
+        home_agent.turn(timeout=0.0)

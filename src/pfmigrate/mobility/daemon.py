@@ -15,6 +15,7 @@ that started it (``since_move_ms``), so a handover reads step by step with its t
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections import deque
@@ -29,7 +30,7 @@ from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility import policies, routeopt
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send, Step
 from pfmigrate.mobility.config import HAConfig, MNConfig
-from pfmigrate.mobility.ipsec import carry_out, reconcile, targets_by_reqid
+from pfmigrate.mobility.ipsec import Outcome, carry_out, reconcile, targets_by_reqid
 from pfmigrate.mobility.mhsocket import MobilityHeaderPort
 from pfmigrate.mobility.routeopt import RoSet, RouteOptimization
 
@@ -101,16 +102,50 @@ def location(
 
 
 class _Shell:
-    """What both agents' shells share: the engine, the MH socket, the log."""
+    """What both agents' shells share: the engine, the MH socket, the log.
+
+    A key engine that goes away under a change (keyd restarted: the connection breaks)
+    leaves its outcome unknown, as a lost answer does: given ``reopen``, the shell opens
+    the engine again before the agent's next read-back, which settles it; without it,
+    the daemon stops with the reason (``serve``)."""
 
     def __init__(
-        self, engine: KeyEngine, mh: MobilityHeaderPort, clock: Callable[[], float], ro: RouteOptimization | None
+        self,
+        engine: KeyEngine,
+        mh: MobilityHeaderPort,
+        clock: Callable[[], float],
+        ro: RouteOptimization | None,
+        reopen: Callable[[], KeyEngine] | None = None,
     ) -> None:
         self.engine = engine
         self.mh = mh
         self.clock = clock
         self.ro = ro
+        self.reopen = reopen
+        self.engine_lost = False
         self.moved_at: float | None = None
+
+    def carry_out(self, step: Configure) -> Outcome:
+        """``ipsec.carry_out`` on this shell's engine, opened again if it went away."""
+        if self.engine_lost:
+            assert self.reopen is not None
+            try:
+                self.engine = self.reopen()
+            except OSError as exc:
+                return Outcome(errno.ENOTCONN, f"the key engine is still away: {exc.strerror or exc}")
+            self.engine_lost = False
+            log.info("engine-back", extra={"event": "engine-back", "backend": self.engine.name})
+        try:
+            return carry_out(self.engine, step)
+        except KeyEngineError:
+            raise
+        except OSError as exc:
+            if self.reopen is None:
+                raise
+            log.warning("engine-lost", extra={"event": "engine-lost", "reason": exc.strerror or str(exc)})
+            self.engine.close()
+            self.engine_lost = True
+            return Outcome(exc.errno or errno.EIO, f"the key engine went away: {exc.strerror or exc}")
 
     def carry(self, steps: list[Step]) -> None:
         """Carry the agent's steps out in order; a key-engine change's outcome goes back to
@@ -208,8 +243,9 @@ class MobileNodeDaemon(_Shell):
         read: Callable[[str], list[IPv6Address]] = addresses,
         *,
         ro: RouteOptimization | None = None,
+        reopen: Callable[[], KeyEngine] | None = None,
     ):
-        super().__init__(engine, mh, clock, ro)
+        super().__init__(engine, mh, clock, ro, reopen)
         self.config = config
         self.read = read
         self.agent = MobileNodeAgent(config, by_reqid=targets_by_reqid(engine))
@@ -241,13 +277,13 @@ class MobileNodeDaemon(_Shell):
             self.carry(self.guarded(lambda: self.agent.received(received.data, received.source, to, self.clock())))
 
     def configure(self, step: Configure) -> list[Step]:
-        error, reason, announced = carry_out(self.engine, step)
+        error, why_not, announced = self.carry_out(step)
         if not error:  # the Home Address option follows the care-of address (MIGRATE cannot move it)
             target = self.agent.target
             new = routeopt.mobile_node_binding(self.config.home_address, self.config.home_agent, target) \
                 if target is not None else None  # fmt: skip
             self.binding = self.replace_ro(self.binding, new)
-        return self.agent.configured(error, reason, self.clock(), why=step.why, announced=announced)
+        return self.agent.configured(error, why_not, self.clock(), why=step.why, announced=announced)
 
 
 class HomeAgentDaemon(_Shell):
@@ -259,8 +295,9 @@ class HomeAgentDaemon(_Shell):
         clock: Callable[[], float] = time.monotonic,
         *,
         ro: RouteOptimization | None = None,
+        reopen: Callable[[], KeyEngine] | None = None,
     ):
-        super().__init__(engine, mh, clock, ro)
+        super().__init__(engine, mh, clock, ro, reopen)
         self.config = config
         self.agent = HomeAgentAgent(config, by_reqid=targets_by_reqid(engine))
         self.bindings: dict[IPv6Address, RoSet] = {}
@@ -293,7 +330,7 @@ class HomeAgentDaemon(_Shell):
         return None
 
     def configure(self, step: Configure) -> list[Step]:
-        error, reason, announced = carry_out(self.engine, step)
+        error, why_not, announced = self.carry_out(step)
         if not error:  # the type 2 routing header follows the binding
             target = self.agent.targets.get(step.hoa)
             new = routeopt.home_agent_binding(self.config.address, step.hoa, target) if target is not None else None
@@ -302,4 +339,4 @@ class HomeAgentDaemon(_Shell):
                 self.bindings.pop(step.hoa, None)
             else:
                 self.bindings[step.hoa] = replaced
-        return self.agent.configured(step.hoa, error, reason, self.clock(), why=step.why, announced=announced)
+        return self.agent.configured(step.hoa, error, why_not, self.clock(), why=step.why, announced=announced)
