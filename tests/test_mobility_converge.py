@@ -6,6 +6,7 @@ there is left alone; a tunnel that is elsewhere moves by MIGRATE, keeping its SA
 from __future__ import annotations
 
 import dataclasses
+import errno
 from ipaddress import IPv6Address
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from pfmigrate.backends.inprocess import Hub, open_inprocess
 from pfmigrate.engine import KeyEngine
+from pfmigrate.mobility.agent import DIVERGENCE, LAST_WAIT, READ_BACKS, UNKNOWN, Configure, Settler, Verdict
 from pfmigrate.mobility.converge import moves, remainder
 from pfmigrate.mobility.ipsec import converge
 from pfmigrate.mobility.policies import (
@@ -120,3 +122,56 @@ def test_another_nodes_entries_are_not_the_goals_business() -> None:
     assert stranger in sas
     assert (policies, sas - {stranger}) == _wanted(None)
     engine.close()
+
+
+OUTCOMES = st.sampled_from(
+    [0, errno.ETIMEDOUT, errno.ENOBUFS, errno.ECONNRESET, errno.ENOENT, errno.EEXIST, errno.ENOMEM]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(why=st.sampled_from(["move", "home"]), errors=st.lists(OUTCOMES, min_size=1, max_size=40))
+def test_a_settler_reads_back_until_done_and_a_move_fails_only_on_a_standing_refusal_or_after_its_bound(
+    why: str, errors: list[int]
+) -> None:
+    """Over any sequence of outcomes: success ends it at once; the change's own failure
+    and every lost or diverging read-back are followed by one more read-back (at once,
+    then after a wait that doubles, never longer than ``LAST_WAIT``); a refusal after
+    reading back fails it, and so does the ``READ_BACKS``-th lost read-back of a move;
+    a return home is never given up for lost answers."""
+    settler, hoa, now = Settler(), IPv6Address(OLD_COA), 0.0
+    goal = mn_goal(MN_CONFIG, OLD_COA)
+    verdicts, waits = [], []
+    for error in errors:
+        verdict, steps = settler.outcome(hoa, error, "why", now, why, lambda: goal)
+        verdicts.append(verdict)
+        if verdict is not Verdict.WAIT:
+            assert hoa not in settler.pending
+            break
+        read_backs = [s for s in steps if isinstance(s, Configure)]
+        if read_backs:  # at once: only after the change itself
+            assert len(verdicts) == 1
+        else:
+            due = settler.timer()
+            assert due is not None
+            waits.append(due - now)
+            assert settler.due(due - 0.001) == []
+            now = due
+            [step] = settler.due(now)
+            read_backs = [step]
+        [read_back] = read_backs
+        assert isinstance(read_back, Configure)
+        assert read_back.read_back
+        assert read_back.goal == goal
+    tail = verdicts[-1]
+    if 0 in errors[: len(verdicts)]:
+        assert tail is Verdict.DONE
+        assert errors.index(0) == len(verdicts) - 1
+    elif tail is Verdict.FAILED:
+        standing = errors[len(verdicts) - 1] not in UNKNOWN | DIVERGENCE
+        assert len(verdicts) > 1, "the change's own failure is always read back first"
+        assert standing or (why == "move" and len(verdicts) == READ_BACKS + 1)
+    else:
+        assert why == "home" or len(verdicts) <= READ_BACKS
+    assert all(w <= LAST_WAIT for w in waits)
+    assert waits == sorted(waits), "the waits never shrink"

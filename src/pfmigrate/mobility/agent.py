@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import enum
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any
@@ -177,18 +178,19 @@ class Settler:
         reason: str,
         now: float,
         why: str,
-        goal: Goal,
+        goal: Callable[[], Goal],
         announced: int | None = None,
     ) -> tuple[Verdict, list[Step]]:
         """What follows a ``Configure`` for ``hoa`` that ended with ``error`` (0: none),
-        having sent ``announced`` of its announcements (``None``: not known)."""
+        having sent ``announced`` of its announcements (``None``: not known); ``goal``
+        gives the node's entries where it is going, should they need reading back."""
         settling = self.pending.get(hoa)
         if not error:
             self.pending.pop(hoa, None)
             return Verdict.DONE, [_note("converged", hoa=hoa, reads=settling.tries)] if settling else []
         said = {"hoa": hoa, "errno": error, "reason": reason}
         if settling is None:  # the change itself: look at once, whatever went wrong
-            settling = self.pending[hoa] = _Settling(why, goal)
+            settling = self.pending[hoa] = _Settling(why, goal())
             settling.went(announced)
             kind = "outcome-unknown" if error in UNKNOWN else "divergence" if error in DIVERGENCE else "refused"
             return Verdict.WAIT, [_note(kind, **said), settling.read_back(hoa)]
@@ -262,7 +264,10 @@ class MobileNodeAgent:
         """The shell carried out the last ``Configure`` (``why``: its own): ``error`` 0,
         or the errno it failed with, having sent ``announced`` of its announcements
         (``None``: not known)."""
-        goal = policies.mn_goal(self.config, self.target, by_reqid=self.by_reqid)
+
+        def goal() -> Goal:
+            return policies.mn_goal(self.config, self.target, by_reqid=self.by_reqid)
+
         verdict, steps = self.settler.outcome(self.hoa, error, reason, now, why, goal, announced)
         if why == "home":  # nothing waits for a restore: its end is not a migrate's
             return [*steps, *_restored(self.hoa, verdict)]
@@ -426,7 +431,10 @@ class HomeAgentAgent:
         0, or the errno it failed with, having sent ``announced`` of its announcements
         (``None``: not known). A Binding Acknowledgement waits for the outcome."""
         target = self.targets.get(hoa)
-        goal = policies.ha_goal(self.config, self.served[hoa], target, by_reqid=self.by_reqid)
+
+        def goal() -> Goal:
+            return policies.ha_goal(self.config, self.served[hoa], target, by_reqid=self.by_reqid)
+
         verdict, steps = self.settler.outcome(hoa, error, reason, now, why, goal, announced)
         if why == "home":  # nothing waits for a restore (a binding expired): its end is not a migrate's
             return [*steps, *_restored(hoa, verdict)]
