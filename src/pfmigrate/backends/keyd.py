@@ -27,6 +27,9 @@ from pfmigrate.pfkey.generation import generation_of
 
 DEFAULT_SOCKET = Path("/run/pfmigrate/keyd.sock")
 LOST_NOTICE = bytes([2, 0, _errno.ENOBUFS, 0, 2, 0, 0, 0]) + bytes(8)
+# The longest path a Unix socket's address takes: Linux's sun_path is 108 bytes, and
+# Python keeps one for the terminating NUL (a longer path fails without an errno).
+SUN_PATH_MAX = 107
 
 
 def socket_path(path: str | Path | None = None) -> Path:
@@ -62,8 +65,22 @@ class KeydTransport(SocketTransport):
                 return
 
 
+def path_too_long(path: Path) -> str | None:
+    """Why ``path`` cannot be a Unix socket's address, or ``None`` if it can."""
+    size = len(os.fsencode(path))
+    if size <= SUN_PATH_MAX:
+        return None
+    return (
+        f"the path is {size} bytes long, and a Unix socket's address (sun_path) holds at most {SUN_PATH_MAX}: "
+        "give a shorter path"
+    )
+
+
 def connect(path: str | Path | None = None) -> socket.socket:
     where = socket_path(path)
+    too_long = path_too_long(where)
+    if too_long is not None:
+        raise KeydUnreachable(_errno.ENAMETOOLONG, f"cannot reach keyd at {where}: {too_long}")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         sock.connect(str(where))

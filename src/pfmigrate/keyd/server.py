@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from pfmigrate.backends.keyd import path_too_long
 from pfmigrate.keyd.service import Peer, Privilege, Service, Session
 
 log = logging.getLogger("pfmigrate.keyd")
@@ -85,6 +86,9 @@ def group_id(name: str) -> int:
 def listen(path: Path, mode: int) -> socket.socket:
     """A listening socket at ``path``. A socket file nobody listens on (left by a keyd
     that died) is replaced; anything else there is left alone and named."""
+    too_long = path_too_long(path)
+    if too_long is not None:  # (bind and connect would fail with no errno: "cannot listen: None")
+        raise ServerError(f"{path}: {too_long}")
     _clear(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
