@@ -1,15 +1,20 @@
 """keyd against the users of its machine: the metrics file cannot be turned on a file of
-root's."""
+root's, and a refused start leaves nothing behind."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from pfmigrate.keyd.metrics import Metrics
 from pfmigrate.keyd.server import Server
 from pfmigrate.keyd.service import AccessRules, Service
 from pfmigrate.sadb import Engine
+from tests.keyd_harness import keyd_thread
 
 # --- the metrics file ---------------------------------------------------------------------------
 
@@ -46,3 +51,62 @@ def test_keyd_writes_its_metrics_past_a_planted_symlink(tmp_path: Path) -> None:
         server.close()
     assert victim.read_text() == "root's secrets\n"
     assert "pfmigrate_keyd_clients 0" in (tmp_path / "keyd.prom").read_text()
+
+
+# --- a refused start ----------------------------------------------------------------------------
+
+
+def _keyd(*args: str) -> subprocess.CompletedProcess[str]:
+    """``pfmigrate keyd`` as a user starts it; it must refuse (a started keyd would hang)."""
+    command = [sys.executable, "-m", "pfmigrate", "keyd", "--log-level", "warning", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
+
+def _journal_files(journal: Path) -> list[str]:
+    return sorted(p.name for p in journal.parent.iterdir() if p.name.startswith(journal.name))
+
+
+@pytest.mark.parametrize("socket_path", ["a-file", "served", "too-long", "parent-is-a-file"])
+def test_a_refused_start_creates_no_journal(tmp_path: Path, socket_path: str) -> None:
+    journal = tmp_path / "state" / "keyd.db"
+    journal.parent.mkdir()
+    served = tmp_path / "other"
+    served.mkdir()
+    path = {
+        "a-file": tmp_path / "notes",
+        "served": served / "keyd.sock",
+        "too-long": tmp_path / ("s" * 120),
+        "parent-is-a-file": tmp_path / "notes" / "keyd.sock",
+    }[socket_path]
+    (tmp_path / "notes").write_text("an operator's notes\n")
+    with keyd_thread(served):  # (another keyd, with its own journal)
+        done = _keyd("--socket", str(path), "--journal", str(journal))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"pfmigrate: {path if socket_path != 'parent-is-a-file' else path.parent}")
+    assert "Traceback" not in done.stderr
+    assert _journal_files(journal) == []  # no keyd.db, keyd.db-wal, keyd.db-shm
+
+
+def test_a_start_refused_for_its_journal_gives_up_its_socket(tmp_path: Path) -> None:
+    """Another keyd holds the journal: this one must not leave a socket nobody serves
+    (the next start would take it for one left by a keyd that died, which is right, but
+    clients meanwhile are told nobody listens)."""
+    with keyd_thread(tmp_path):  # serving tmp_path/keyd.sock with tmp_path/keyd.db
+        done = _keyd("--socket", str(tmp_path / "second.sock"), "--journal", str(tmp_path / "keyd.db"))
+        assert done.returncode == 1
+        assert "the journal is in use by another keyd" in done.stderr
+        assert not (tmp_path / "second.sock").exists()
+        assert (tmp_path / "keyd.sock").is_socket()  # the first one's is still served
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_journal_that_is_not_a_regular_file_is_refused_before_anything(tmp_path: Path, kind: str) -> None:
+    journal = tmp_path / "keyd.db"
+    if kind == "fifo":
+        os.mkfifo(journal)
+    else:
+        journal.mkdir()
+    done = _keyd("--socket", str(tmp_path / "keyd.sock"), "--journal", str(journal))
+    assert done.returncode == 1
+    assert done.stderr == f"pfmigrate: {journal}: the journal must be a regular file, and this is not one\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keyd.db"]  # no socket, no SQLite files beside it

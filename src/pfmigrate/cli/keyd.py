@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from pfmigrate.backends.keyd import socket_path
 from pfmigrate.cli import argtypes
 from pfmigrate.cli.errors import CommandError
 from pfmigrate.keyd.journal import Journal, JournalError
-from pfmigrate.keyd.server import DEFAULT_PER_USER, Server, ServerError, group_id
+from pfmigrate.keyd.server import DEFAULT_PER_USER, Server, ServerError, group_id, listen, unlisten
 from pfmigrate.keyd.service import DEFAULT_OUTBOX, AccessRules, Service
 from pfmigrate.sadb import Engine
 
@@ -50,22 +51,46 @@ def register(commands: Any) -> None:
 
 
 def build(args: argparse.Namespace) -> Server:
+    """keyd ready to serve. Whatever can refuse the start is found out before the journal
+    is opened (opening creates it): a refused start leaves no empty journal behind."""
     rules = AccessRules(
         os.getuid(),
         group_id(args.admin_group) if args.admin_group else None,
         group_id(args.read_group) if args.read_group else None,
     )
+    _check_journal_path(args.journal)
+    path = socket_path(args.socket)
+    listener = listen(path, args.socket_mode)
     try:
-        args.journal.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise JournalError(f"{args.journal.parent}: cannot make the journal's directory: {exc.strerror}") from exc
-    journal = Journal(args.journal)
-    engine = Engine(semantics=args.semantics)
-    engine.restore(*journal.load())
+        try:
+            args.journal.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"{args.journal.parent}: cannot make the journal's directory: {exc.strerror}") from exc
+        journal = Journal(args.journal)
+        try:
+            engine = Engine(semantics=args.semantics)
+            engine.restore(*journal.load())
+        except BaseException:
+            journal.close()
+            raise
+    except BaseException:
+        unlisten(listener, path)  # (another keyd's journal, a damaged one: this start gives up its socket)
+        raise
     service = Service(engine, journal, rules, outbox_limit=args.outbox)
-    return Server(
-        service, socket_path(args.socket), mode=args.socket_mode, metrics_path=args.metrics, per_user=args.max_per_user
-    )
+    return Server(service, path, metrics_path=args.metrics, per_user=args.max_per_user, listener=listener)
+
+
+def _check_journal_path(path: Path) -> None:
+    """A journal that is there must be a regular file: SQLite would read a FIFO or a
+    device (and write its own log beside it, in /dev for /dev/zero)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return  # (made when keyd opens it)
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot look at the journal: {exc.strerror}") from exc
+    if not stat.S_ISREG(mode):
+        raise JournalError(f"{path}: the journal must be a regular file, and this is not one")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -131,6 +131,12 @@ def _clear(path: Path) -> None:
     raise ServerError(f"{path}: another keyd is listening there")
 
 
+def unlisten(listener: socket.socket, path: Path) -> None:
+    """Close ``listener`` and remove its socket file at ``path`` (a start given up)."""
+    listener.close()
+    path.unlink(missing_ok=True)
+
+
 OPEN, SHUT, CLOSED = 0, 1, 2  # how a client stands once ``recv`` read nothing (``_end_of``)
 
 
@@ -161,13 +167,16 @@ class Server:
         metrics_path: Path | None = None,
         clock: Callable[[], float] = time.time,
         per_user: int = DEFAULT_PER_USER,
+        listener: socket.socket | None = None,
     ) -> None:
+        """``listener``: the socket ``listen(path, mode)`` made already (keyd takes its
+        socket before it opens its journal, so that a refused start creates no journal)."""
         self.service = service
         self.path = path
         self.metrics_path = metrics_path
         self.clock = clock
         self.per_user = per_user
-        self.listener = listen(path, mode)
+        self.listener = listener if listener is not None else listen(path, mode)
         self._inode = path.stat().st_ino  # (so that close removes this socket, not a successor's)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, None)
