@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from pfmigrate.backends.keyd import path_too_long
 from pfmigrate.backends.registry import NAMES as BACKEND_NAMES
 from pfmigrate.model import Algorithm
 from pfmigrate.sadb import algorithms as linux_algorithms
@@ -53,6 +56,9 @@ DEFAULT_AUTHENTICATION: Final = "hmac(sha256)"
 DEFAULT_LIFETIME: Final = 600
 DEFAULT_MAX_LIFETIME: Final = 3600
 DEFAULT_PREFIX_LENGTH: Final = 64
+#: The most a configuration file may hold: the largest real one is a few kB per mobile node,
+#: and a file without a bound (``/dev/zero``) would be read until memory ran out.
+MAX_FILE_BYTES: Final = 1 << 20
 _IFNAMSIZ: Final = 16  # Linux: interface names are at most 15 bytes and a NUL
 _NOT_IN_NAMES: Final = re.compile(r"[\s/:\x00-\x1f\x7f]")  # dev_valid_name's, and what a log line would hide
 
@@ -237,12 +243,48 @@ def load(path: str | Path, *, role: Role | None = None) -> Config:
     """Read and check a configuration file (``role``: refuse a file of the other role)."""
     source = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise ConfigError(source, "", f"cannot be read: {exc.strerror or exc}") from None
+        text = _read(Path(path), source).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(source, "", f"is not UTF-8 text (byte {exc.start})") from None
     return parse(text, source, role=role)
+
+
+def _read(path: Path, source: str) -> bytes:
+    """The bytes of a regular file of at most ``MAX_FILE_BYTES``. Anything else is
+    refused before it is read: a FIFO would hold the daemon until someone wrote to it,
+    a device such as ``/dev/zero`` never ends."""
+    try:
+        _regular(source, os.stat(path).st_mode)  # (before opening: opening a device may act on it)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot be read: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as file:
+        try:
+            _regular(source, os.fstat(fd).st_mode)  # (what was opened: the path may have changed since)
+            data = file.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(source, "", f"cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(
+            source, "", f"is larger than {MAX_FILE_BYTES} bytes (1 MiB), far more than a configuration needs"
+        )
+    return data
+
+
+def _regular(source: str, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise ConfigError(source, "", f"is {_file_kind(mode)}, not a regular file: give the configuration file's path")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def load_mn(path: str | Path) -> MNConfig:
@@ -302,6 +344,9 @@ def _backend(top: _Table) -> BackendChoice:
         raise table.error("keyd_socket", 'is only for name = "keyd"')
     if not socket:
         raise table.error("keyd_socket", "expected a socket path, found an empty string")
+    too_long = path_too_long(Path(socket))
+    if too_long is not None:
+        raise table.error("keyd_socket", f"expected a socket path keyd can listen on: {too_long}")
     return BackendChoice(name, Path(socket))
 
 
@@ -434,7 +479,7 @@ def _ipsec(own: _Table, defaults: _Table | None, parent: _Table, reqid_base: int
     else:
         base = reqid_base
     ipsec = IPsec(keying, protect, encryption, authentication, base, shared)
-    sa = own.table("sa")
+    sa = own.table("sa", secret=True)
     if keying is Keying.IKE:
         if sa is not None:
             raise own.error("sa", 'expected no SAs with keying = "ike": the key manager makes them')
@@ -511,15 +556,26 @@ def _manual_keys(sa: _Table, ipsec: IPsec) -> dict[tuple[Protection, Toward], Ma
 
 
 def _key(table: _Table, name: str, algorithm: linux_algorithms.Algorithm) -> bytes:
+    """A key in hexadecimal. What is wrong with it is said by place and length, never by
+    showing any of it: error messages end up in logs and bug reports."""
     wanted = _key_lengths(algorithm)
     if algorithm.maxbits == 0:
         if table.get(name) is not None:
             raise table.error(name, f"expected no key: {algorithm.name} takes none")
         return b""
-    text = table.required(name, str, f"{wanted} in hexadecimal")
-    digits = text[2:] if text[:2].lower() == "0x" else text
-    if not re.fullmatch(r"(?:[0-9A-Fa-f]{2})+", digits):
-        raise table.error(name, f"expected {wanted} in hexadecimal (an even number of hex digits), found {text!r}")
+    text = table.required(name, str, f"{wanted} in hexadecimal, as a string")  # (``table`` is secret)
+    prefix = 2 if text[:2].lower() == "0x" else 0
+    digits = text[prefix:]
+    bad = next((i for i, char in enumerate(digits) if char not in _HEX_DIGITS), None)
+    if bad is not None:
+        raise table.error(
+            name, f"expected {wanted} in hexadecimal, found a character that is not a hex digit at character "
+            f"{prefix + bad + 1} of {len(text)} (the key is not shown)",
+        )  # fmt: skip
+    if not digits or len(digits) % 2:
+        raise table.error(
+            name, f"expected {wanted} in hexadecimal (an even number of hex digits), found {len(digits)} digits"
+        )
     key = bytes.fromhex(digits)
     if not (algorithm.minbits <= 8 * len(key) <= algorithm.maxbits and algorithm.accepts(len(key))):
         raise table.error(name, f"expected {wanted} for {algorithm.name}, found {8 * len(key)} bits")
@@ -561,8 +617,10 @@ def _check_shared(top: _Table, nodes: list[ServedNode]) -> None:
             seen[keys.spi] = path
 
 
+_HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
 _ENCRYPTION: Final = {a.name: a for a in linux_algorithms.ENCRYPT}
 _AUTHENTICATION: Final = {a.name: a for a in linux_algorithms.AUTH if a.name != "digest_null"}
+_SHORTEST_KEY_BITS: Final = min(a.minbits for a in (*_ENCRYPTION.values(), *_AUTHENTICATION.values()) if a.minbits)
 
 
 # --- one table, read with its place in the file --------------------------------------------
@@ -578,7 +636,13 @@ def _join(path: str, key: str) -> str:
     return path + key if key.startswith("[") else f"{path}.{key}"
 
 
-def _describe(value: object) -> str:
+def _describe(value: object, *, secret: bool = False) -> str:
+    """``value`` for an error message; with ``secret``, only its kind (and a string's
+    length), as a key must never be shown."""
+    if secret and isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    if secret and isinstance(value, bool | int | float):
+        return "a boolean" if isinstance(value, bool) else "a number"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -597,13 +661,24 @@ _ABSENT: Final = object()
 
 class _Table:
     """A TOML table being read: its values, its key path, and an optional table whose
-    values stand in for those it lacks (a home agent's ``[ipsec]`` defaults)."""
+    values stand in for those it lacks (a home agent's ``[ipsec]`` defaults). A
+    ``secret`` table (the SAs, with their keys) and those in it name their values'
+    kinds in errors, never the values."""
 
-    def __init__(self, source: str, path: str, values: Mapping[str, Any], fallback: _Table | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        path: str,
+        values: Mapping[str, Any],
+        fallback: _Table | None = None,
+        *,
+        secret: bool = False,
+    ) -> None:
         self.source = source
         self.path = path
         self.values = values
         self.fallback = fallback
+        self.secret = secret
 
     def empty(self, key: str) -> _Table:
         return _Table(self.source, _join(self.path, key), {})
@@ -639,7 +714,7 @@ class _Table:
         if value is None:
             return None
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error(key, f"expected {expected}, found {_describe(value)}")
+            raise self.error(key, f"expected {expected}, found {_describe(value, secret=self.secret)}")
         return value
 
     def required(self, key: str, kind: type[T], expected: str) -> T:
@@ -656,7 +731,10 @@ class _Table:
                 raise self.error(key, f"expected {expected}, found nothing (the key is missing)")
             return default
         if not low <= value <= high:
-            raise self.error(key, f"expected {expected}, found {value}")
+            # (among keys, a number as wide as the shortest key could be a key in the wrong place)
+            wide = self.secret and value.bit_length() >= _SHORTEST_KEY_BITS
+            found = f"a number of {value.bit_length()} bits" if wide else value
+            raise self.error(key, f"expected {expected}, found {found}")
         return value
 
     def lifetime(self, key: str, default: int) -> int:
@@ -694,28 +772,33 @@ class _Table:
         if value is None:
             return []
         if not isinstance(value, list):
-            raise self.error(key, f"expected an array of {what}, found {_describe(value)}")
+            raise self.error(key, f"expected an array of {what}, found {_describe(value, secret=self.secret)}")
         path = self.path_of(key)
         for i, item in enumerate(value):
             if not isinstance(item, str):
-                raise self.error_at(f"{path}[{i}]", f"expected a string, found {_describe(item)}")
+                raise self.error_at(f"{path}[{i}]", f"expected a string, found {_describe(item, secret=self.secret)}")
         return [(item, f"{path}[{i}]") for i, item in enumerate(value)]
 
-    def table(self, key: str, *, required: bool = False) -> _Table | None:
+    def table(self, key: str, *, required: bool = False, secret: bool = False) -> _Table | None:
         value = self.values.get(key, _ABSENT)
         if value is _ABSENT:
             if required:
                 raise self.error(key, "expected a table, found nothing (it is missing)")
             return None
         if not isinstance(value, dict):
-            raise self.error(key, f"expected a table, found {_describe(value)}")
-        return _Table(self.source, _join(self.path, key), value)
+            raise self.error(key, f"expected a table, found {_describe(value, secret=secret or self.secret)}")
+        return _Table(self.source, _join(self.path, key), value, secret=secret or self.secret)
 
     def tables(self, key: str) -> list[_Table]:
         value = self.values.get(key, [])
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-            raise self.error(key, f"expected an array of tables ([[{key}]]), found {_describe(value)}")
-        return [_Table(self.source, f"{_join(self.path, key)}[{i}]", item) for i, item in enumerate(value)]
+            raise self.error(
+                key, f"expected an array of tables ([[{key}]]), found {_describe(value, secret=self.secret)}"
+            )
+        return [
+            _Table(self.source, f"{_join(self.path, key)}[{i}]", item, secret=self.secret)
+            for i, item in enumerate(value)
+        ]
 
 
 def _is_ipv4(text: str) -> bool:
