@@ -84,12 +84,17 @@ class KeydProcess:
         self.socket = directory / "keyd.sock"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start keyd without waiting for it to take connections."""
         command = [sys.executable, "-m", "pfmigrate", "keyd", "--socket", str(self.socket),
                    "--journal", str(self.directory / "keyd.db"), "--log-level", "warning"]  # fmt: skip
-        log = self.directory / "keyd.log"
-        with log.open("ab") as stderr:
+        with (self.directory / "keyd.log").open("ab") as stderr:
             self.process = subprocess.Popen(command, stderr=stderr)
+        return self.process
+
+    def start(self) -> None:
+        log = self.directory / "keyd.log"
+        self.process = self.launch()
         deadline = time.monotonic() + 20
         while not keyd_listening(self.socket):  # (a socket file may be left by the keyd killed before)
             if self.process.poll() is not None or time.monotonic() > deadline:
