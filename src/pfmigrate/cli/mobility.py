@@ -13,7 +13,7 @@ from typing import Any
 from pfmigrate import jsonlogs
 from pfmigrate.backends.registry import BackendUnavailable
 from pfmigrate.cli.errors import CommandError, reason
-from pfmigrate.engine import KeyEngineError
+from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility.config import ConfigError, HAConfig, MNConfig, load_ha, load_mn
 from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon, log, open_engine, route_optimization
 from pfmigrate.mobility.mhsocket import MHSocket
@@ -37,11 +37,17 @@ def run(args: argparse.Namespace) -> int:
             ro = route_optimization(engine)
             if ro is not None and ro.engine is not engine:  # its own XFRM handle
                 resources.enter_context(ro.engine)
+            backend = config.backend
+
+            def reopen() -> KeyEngine:  # keyd restarted under a move: the outcome is settled on the new connection
+                return open_engine(backend.name, backend.keyd_socket)
+
             daemon: MobileNodeDaemon | HomeAgentDaemon = (
-                MobileNodeDaemon(config, engine, mh, ro=ro)
+                MobileNodeDaemon(config, engine, mh, ro=ro, reopen=reopen)
                 if isinstance(config, MNConfig)
-                else HomeAgentDaemon(config, engine, mh, ro=ro)
+                else HomeAgentDaemon(config, engine, mh, ro=ro, reopen=reopen)
             )
+            resources.callback(lambda: daemon.engine.close())  # (the one opened last, if it was reopened)
         except (ConfigError, BackendUnavailable, KeyEngineError) as exc:
             raise CommandError(str(exc)) from exc
         except PermissionError as exc:
@@ -61,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(daemon: MobileNodeDaemon | HomeAgentDaemon, stopping: Callable[[], bool]) -> None:
-    """Run the daemon until ``stopping()``. A key engine or socket that fails under it
-    (keyd gone, say) stops it with the reason: the tables may hold half a move, and a
-    daemon started again puts them right before it does anything else."""
+    """Run the daemon until ``stopping()``. A key engine that goes away under a change
+    (keyd restarted) is opened again by the daemon, which reads its tables back; any
+    other socket that fails under it stops it with the reason: the tables may hold half
+    a move, and a daemon started again puts them right before it does anything else."""
     try:
         while not stopping():
             daemon.turn()
