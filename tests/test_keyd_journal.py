@@ -247,10 +247,13 @@ def test_a_journal_open_to_others_is_made_private_with_its_log_files(
     else:
         keyd = KeydProcess(tmp_path)
         keyd.start()
-        client = open_keyd(keyd.socket)
-        client.add_sa(tunnel_sa(0x1000, OLD, HA))
-        client.close()
-        keyd.kill()
+        try:
+            client = open_keyd(keyd.socket)
+            client.add_sa(tunnel_sa(0x1000, OLD, HA))
+            client.close()
+            keyd.kill()
+        finally:
+            keyd.stop()
     names = ["keyd.db", "keyd.db-wal", "keyd.db-shm"]
     assert [(tmp_path / name).exists() for name in names] == [True, left == "killed", left == "killed"]
     for name in names:

@@ -297,6 +297,9 @@ class Journal:
             parent = os.open(self.mark_path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 os.fsync(parent)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:  # (a file system that cannot sync a directory, as SQLite allows)
+                    raise
             finally:
                 os.close(parent)
         except OSError as exc:
