@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from pfmigrate.cli.errors import CommandError, standard_input
+from pfmigrate.cli.setkey.reading import bounded, read_file
 from pfmigrate.pfkey import DecodeError, decode
 from pfmigrate.pfkey.jsonform import JSONFormError, from_json, to_json
 from pfmigrate.pfkey.render import render
@@ -29,12 +29,19 @@ def register(commands: Any) -> None:
 
 
 HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+#: What ``encode`` and ``decode -`` read at most. The largest PF_KEY message is 512 KiB
+#: (its length counts 8-byte units in 16 bits); as ``decode --json`` prints it, at worst
+#: (all one-unit extensions) some 6.6 MiB, and its hex with separators 1.5 MiB.
+MAX_INPUT_BYTES = 16 * 1024 * 1024
 
 
 def _read_hex(parts: list[str]) -> bytes:
     if "-" in parts and parts != ["-"]:
         raise CommandError("- reads the message from stdin, and then it is the only argument")
-    text = standard_input().read() if parts == ["-"] else " ".join(parts)
+    if parts == ["-"]:
+        text = bounded(standard_input().read, "stdin", limit=MAX_INPUT_BYTES, reader="pfkey decode")
+    else:
+        text = " ".join(parts)
     start = len(text) - len(text.lstrip())
     if text[start : start + 2].lower() == "0x":
         start += 2
@@ -61,10 +68,10 @@ def run_decode(args: argparse.Namespace) -> int:
 
 def run_encode(args: argparse.Namespace) -> int:
     source = "stdin" if args.file == "-" else args.file
-    try:
-        data = standard_input().buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    except OSError as exc:
-        raise CommandError(f"cannot read {source}: {exc.strerror}") from None
+    if args.file == "-":
+        data = bounded(standard_input().buffer.read, source, limit=MAX_INPUT_BYTES, reader="pfkey encode")
+    else:
+        data = read_file(args.file, limit=MAX_INPUT_BYTES, reader="pfkey encode", wanted="a JSON file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -52,16 +52,17 @@ How it runs: a file (or piped input) is read and checked whole before anything r
 so one mistake, reported as FILE:LINE:COLUMN, changes nothing; then the statements
 run in order, and one the engine refuses is reported with its line while the rest go
 on (exit status 1 at the end), as setkey goes on. At a terminal, -c runs each
-statement when its line ends. In RFC mode (-r, setkey's default on Linux) an "in"
-policy added, updated or deleted takes a "fwd" twin with it; -k does only what each
-statement says. Dumps hide keys unless --keys is given (setkey shows them).
+statement when its line ends. FILE may be a pipe (-f <(...)); a file or piped input
+is at most 16 MiB (split a larger load into several files). In RFC mode (-r,
+setkey's default on Linux) an "in" policy added, updated or deleted takes a "fwd"
+twin with it; -k does only what each statement says. Dumps hide keys unless --keys
+is given (setkey shows them).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from pfmigrate.backends import registry
@@ -72,6 +73,7 @@ from pfmigrate.cli.setkey.errors import SetkeyError
 from pfmigrate.cli.setkey.inputs import decode, interactive
 from pfmigrate.cli.setkey.parser import parse
 from pfmigrate.cli.setkey.printer import statement_text
+from pfmigrate.cli.setkey.reading import MAX_SETKEY_BYTES, bounded, read_file
 from pfmigrate.cli.setkey.statements import Dump, Flush, SpdDump, SpdFlush, Statement, Where
 from pfmigrate.engine import KeyEngine
 
@@ -113,11 +115,10 @@ def _statements(args: argparse.Namespace) -> list[Statement]:
     if args.stdin or args.file == "-":
         stdin = standard_input()
         raw = getattr(stdin, "buffer", None)
-        return parse(decode(raw.read(), STDIN) if raw is not None else stdin.read(), STDIN)
-    try:
-        data = Path(args.file).read_bytes()
-    except OSError as exc:
-        raise CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+        if raw is None:  # a text stream put in its place by Python code: already in memory
+            return parse(stdin.read(), STDIN)
+        return parse(decode(bounded(raw.read, STDIN, limit=MAX_SETKEY_BYTES, reader="setkey"), STDIN), STDIN)
+    data = read_file(args.file, limit=MAX_SETKEY_BYTES, reader="setkey", wanted="a file of statements")
     return parse(decode(data, args.file), args.file)
 
 
