@@ -29,6 +29,8 @@ from pfmigrate.pfkey import Message, MsgType, SAType
 from pfmigrate.sadb import Delivery, Engine
 from pfmigrate.sadb.core import Batches, header_only
 
+#: What a person should know of an engine opened without a hub of its own making.
+LIFETIME = "an engine of this process alone: its SAs and policies are gone when the command ends"
 DEFAULT_QUEUE = 4096  # messages a client may have waiting
 _DUMPS = frozenset({MsgType.DUMP, MsgType.X_SPDDUMP})
 

@@ -15,6 +15,9 @@ from pfmigrate.backends import inprocess, keyd, linux
 from pfmigrate.engine import Capabilities, KeyEngine
 
 NAMES = ("keyd", "linux-pfkey", "linux-xfrm", "inprocess")
+#: The backends whose SAD and SPD are this machine's kernel's: what they change or flush
+#: changes what every packet of the machine meets.
+KERNEL = frozenset({"linux-pfkey", "linux-xfrm"})
 
 
 class BackendUnavailable(Exception):
@@ -40,6 +43,19 @@ def probe(name: str, keyd_socket: str | Path | None = None) -> Capabilities:
     if name == "inprocess":
         return Capabilities("inprocess", True, migrate=True)
     raise BackendUnavailable(f"no backend {name!r}: choose one of {', '.join(NAMES)}")
+
+
+def describe(name: str, keyd_socket: str | Path | None = None) -> str:
+    """``name`` and where its SAD and SPD are, for a person ("keyd at /run/...")."""
+    if name == "keyd":
+        return f"keyd at {keyd.socket_path(keyd_socket)}"
+    if name == "linux-pfkey":
+        return "linux-pfkey (this kernel's SAD and SPD, through AF_KEY)"
+    if name == "linux-xfrm":
+        return "linux-xfrm (this kernel's SAD and SPD, through netlink XFRM)"
+    if name == "inprocess":
+        return f"inprocess ({inprocess.LIFETIME})"
+    return name
 
 
 def default_name(keyd_socket: str | Path | None = None) -> str:

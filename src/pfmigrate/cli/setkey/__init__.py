@@ -3,7 +3,8 @@
   pfmigrate setkey -f FILE      run the statements of FILE (- for standard input)
   pfmigrate setkey -c           run statements from standard input
   pfmigrate setkey -D [-P]      dump the SAD (with -P, or as -DP: the SPD)
-  pfmigrate setkey -F [-P]      flush the SAD (with -P, or as -FP: the SPD)
+  pfmigrate setkey -F [-P]      flush the SAD (with -P, or as -FP: the SPD); this kernel's
+                                tables at a terminal: only with --yes
   pfmigrate setkey -x           print MIGRATE, ACQUIRE and EXPIRE as they come (Ctrl-C stops)
 
 Statements end with ";", may span lines, and "#" starts a comment:
@@ -57,6 +58,10 @@ is at most 16 MiB (split a larger load into several files). In RFC mode (-r,
 setkey's default on Linux) an "in" policy added, updated or deleted takes a "fwd"
 twin with it; -k does only what each statement says. Dumps hide keys unless --keys
 is given (setkey shows them).
+
+Without --backend, setkey uses keyd if one answers, else this kernel (PF_KEY, else
+XFRM), and says on standard error which. -F and -FP on this kernel's tables ask for
+--yes when standard input is a terminal; from a script they flush, as setkey does.
 """
 
 from __future__ import annotations
@@ -105,6 +110,9 @@ def register(commands: Any) -> None:
     setkey.add_argument("--json", action="store_true", help="dumps, results and events as JSON, one a line")
     setkey.add_argument("--backend", choices=registry.NAMES, help="the key engine (default: keyd, else Linux)")
     setkey.add_argument("--keyd-socket", metavar="PATH", help="where keyd listens")
+    setkey.add_argument(
+        "--yes", action="store_true", help="-F, -FP on this kernel's tables at a terminal: flush without asking"
+    )
     setkey.add_argument("--count", type=argtypes.count, default=0, help="-x: stop after this many events")
     setkey.add_argument("--timeout", type=argtypes.seconds, default=0.0, help="-x: stop after this many seconds")
     setkey.set_defaults(run=run, rfc=True)
@@ -131,10 +139,41 @@ def _from_flags(args: argparse.Namespace) -> list[Statement]:
 
 
 def _open(args: argparse.Namespace) -> KeyEngine:
+    """The backend asked for, or the default, named on standard error: a person should
+    know whose SAD and SPD the statements change (keyd's, or this kernel's)."""
     try:
-        return registry.open_backend(args.backend, keyd_socket=args.keyd_socket)
+        name = args.backend or registry.default_name(args.keyd_socket)
+        engine = registry.open_backend(name, keyd_socket=args.keyd_socket)
     except registry.BackendUnavailable as exc:
         raise CommandError(str(exc)) from None
+    if args.backend is None:
+        print(f"pfmigrate: using {registry.describe(name, args.keyd_socket)}", file=sys.stderr, flush=True)
+    elif name == "inprocess" and sys.stderr.isatty():  # (a script that asked for it knows; a person may not)
+        print(f"pfmigrate: note: {registry.describe(name)}", file=sys.stderr, flush=True)
+    return engine
+
+
+def _confirm_flush(args: argparse.Namespace, engine: KeyEngine) -> None:
+    """``-F``/``-FP`` on this kernel's tables, typed at a terminal, goes ahead only with
+    ``--yes``: every program of the machine shares them, and F is next to D. From a
+    script (standard input not a terminal) it goes ahead, as setkey(8) does."""
+    stdin = sys.stdin
+    if not args.flush or args.yes or engine.name not in registry.KERNEL or stdin is None or not stdin.isatty():
+        return
+    table, thing, things = ("SPD", "policy", "policies") if args.policy else ("SAD", "SA", "SAs")
+    try:
+        found = len(engine.dump_policies() if args.policy else engine.dump_sas())
+    except OSError:  # (not allowed to look, say: the flush itself will answer that)
+        found = -1
+    if found == 0:
+        return  # nothing to lose
+    how_many = {-1: f"every {thing}", 1: f"the one {thing}"}.get(found, f"all {found} {things}")
+    flag = "-FP" if args.policy else "-F"
+    raise CommandError(
+        f"{flag} would delete {how_many} of this kernel's {table} ({engine.name}), which every program "
+        f"of this machine shares; run `pfmigrate setkey {flag} --yes` to flush it (asked because standard "
+        "input is a terminal: from a script, it goes ahead as setkey does)"
+    )
 
 
 def _show(statements: list[Statement]) -> bool:
@@ -153,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("-n goes with -c or -f")
     if (args.count or args.timeout) and not args.watch:
         raise CommandError("--count and --timeout go with -x")
+    if args.yes and not args.flush:
+        raise CommandError("--yes goes with -F")
     typed = args.stdin and standard_input().isatty()  # a person at a terminal: run each line as it comes
     mistakes: list[SetkeyError] = []
 
@@ -172,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
             _show(statements)
         return 1 if mistakes else 0
     with _open(args) as engine:
+        _confirm_flush(args, engine)
         if args.watch:
             watch(engine, sys.stdout, as_json=args.json, count=args.count, timeout=args.timeout)
             return 0
