@@ -4,6 +4,8 @@ What PF_KEY cannot say raises ``Unsupported`` rather than being dropped: an
 authentication truncation other than Linux's default for the algorithm, a replay window
 over 255, an SA selector, NAT-T original addresses of another family, a template's reqid
 above 0x3fff or on an optional template, an SA of a protocol other than ESP, AH, IPComp.
+An SA with an AEAD cipher, which Linux's PF_KEY refuses with ENOSYS, is refused with
+that errno before anything is sent, saying why and which backend can add it.
 """
 
 from __future__ import annotations
@@ -522,10 +524,24 @@ class PfKeyOperations:
         satype = _satype(f"{msg_type.label.lower()} SA", proto)
         return Message(msg_type, satype, extensions=(SA(spi), src, _host(dst, ext=AddressDst)))
 
+    def _no_aead(self, op: str, sa: SecurityAssociation) -> None:
+        """Linux's ``af_key`` looks an ESP cipher up in its encryption table only, never
+        in its AEAD one, and answers ENOSYS: the same errno, said before asking, with why
+        and with the backend that can (pfmigrate's engine answers as Linux does)."""
+        if sa.aead is not None:
+            raise KeyEngineError(
+                _errno.ENOSYS,
+                op,
+                f"{sa.aead.name} is an AEAD cipher, and PF_KEY, which {self.name} speaks, has none on Linux "
+                "(af_key never looks in the kernel's AEAD table): the linux-xfrm backend can add this SA",
+            )
+
     def add_sa(self, sa: SecurityAssociation) -> Exchange[None]:
+        self._no_aead("add SA", sa)
         return self._reply("add SA", sa_message(MsgType.ADD, sa), lambda m: None)
 
     def update_sa(self, sa: SecurityAssociation) -> Exchange[None]:
+        self._no_aead("update SA", sa)
         return self._reply("update SA", sa_message(MsgType.UPDATE, sa), lambda m: None)
 
     def get_sa(self, dst: IPAddress, spi: int, proto: int) -> Exchange[SecurityAssociation]:
