@@ -55,8 +55,8 @@ run in order, and one the engine refuses is reported with its line while the res
 on (exit status 1 at the end), as setkey goes on. At a terminal, -c runs each
 statement when its line ends. FILE may be a pipe (-f <(...)); a file or piped input
 is at most 16 MiB (split a larger load into several files). In RFC mode (-r,
-setkey's default on Linux) an "in" policy added, updated or deleted takes a "fwd"
-twin with it; -k does only what each statement says. Dumps hide keys unless --keys
+setkey's default on Linux) an "in" policy added, updated, deleted or migrated takes
+its "fwd" twin with it; -k does only what each statement says. Dumps hide keys unless --keys
 is given (setkey shows them).
 
 Without --backend, setkey uses keyd if one answers, else this kernel (PF_KEY, else

@@ -6,11 +6,10 @@ and ``dump PROTOCOL``, which dump the SAD and then act on the SAs of that protoc
 refuses a statement, the error is printed with the statement's place and the next
 statement runs, as setkey goes on; the run then ends with status 1.
 
-RFC mode (setkey's default on Linux, ``-r``): an ``in`` policy added, updated or
-deleted takes a ``fwd`` policy with it, the same but with a ``unique`` first request
-made ``require``, because Linux checks forwarded packets against ``fwd`` policies
-only. Kernel mode (``-k``) does exactly what each statement says. ``migrate`` always
-moves only the policy it names (write a second one with ``-P fwd``).
+RFC mode (setkey's default on Linux, ``-r``): an ``in`` policy added, updated,
+deleted or migrated takes a ``fwd`` policy with it, the same but with a ``unique``
+first request made ``require``, because Linux checks forwarded packets against ``fwd``
+policies only. Kernel mode (``-k``) does exactly what each statement says.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from pfmigrate.cli.setkey.statements import (
     Statement,
 )
 from pfmigrate.engine import SPI_RANGE, KeyEngine, KeyEngineError
-from pfmigrate.model import IPCOMP, Dir, Policy, SAState, SecurityAssociation
+from pfmigrate.model import IPCOMP, Dir, MigrateRequest, Policy, SAState, SecurityAssociation
 from pfmigrate.modeljson import event_to_data, to_data
 
 
@@ -74,6 +73,23 @@ def forward_copy(policy: Policy) -> Policy:
     return dataclasses.replace(policy, dir=Dir.FWD, templates=tuple(templates), index=0)
 
 
+def forward_move(request: MigrateRequest, engine: KeyEngine) -> MigrateRequest:
+    """The ``migrate`` of an ``in`` policy's ``fwd`` twin, which RFC mode made: the same
+    move, except that a bundle names no unique id the twin's templates lack (its copy
+    of a ``unique`` first request is ``require``). The SAs moved with the ``in`` policy;
+    this moves the twin's templates."""
+    twin = engine.get_policy(request.selector, Dir.FWD)
+    ids = {template.reqid for template in twin.templates}
+    bundles = tuple(b if b.reqid in ids else dataclasses.replace(b, reqid=0) for b in request.bundles)
+    return dataclasses.replace(request, dir=Dir.FWD, bundles=bundles)
+
+
+def _move(request: MigrateRequest) -> tuple[object, ...]:
+    """What a ``migrate`` moves, whatever its direction: the selector and the bundles'
+    endpoints, protocols and modes (not their ids, which a twin's may lack)."""
+    return request.selector, tuple(dataclasses.replace(b, reqid=0) for b in request.bundles)
+
+
 class Session:
     """Runs statements on one engine, printing results to ``out`` and errors to ``err``."""
 
@@ -92,6 +108,7 @@ class Session:
         self.options = options
         self.clock = clock
         self.failures = 0
+        self.twins_moved: set[tuple[object, ...]] = set()  # (``_move``) fwd twins an in migrate moved (RFC mode)
 
     def run(self, statements: Sequence[Statement]) -> bool:
         """Every statement in turn; ``False`` once an ``exit`` statement is reached."""
@@ -159,8 +176,21 @@ class Session:
                 engine.run(engine.ops.flush_policies())
             case SpdDump():
                 self.show_spd(engine.dump_policies())
+            case Migrate(request=request) if request.dir is Dir.FWD and _move(request) in self.twins_moved:
+                print(
+                    f"{statement.at}: note: the fwd twin moved with its in policy (RFC mode); "
+                    "this migrate is not needed",
+                    file=self.err,
+                    flush=True,
+                )  # (written for setkey before it moved twins: Linux would refuse the repeat)
             case Migrate(request=request):
                 engine.migrate(request)
+                if self.options.rfc and request.dir is Dir.IN:
+                    self._fwd(statement, lambda: self._move_twin(request))
+
+    def _move_twin(self, request: MigrateRequest) -> None:
+        self.engine.migrate(forward_move(request, self.engine))
+        self.twins_moved.add(_move(request))
 
     def _fwd(self, statement: Statement, act: Callable[[], object]) -> None:
         try:
