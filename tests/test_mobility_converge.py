@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pfmigrate.backends.inprocess import Hub, open_inprocess
-from pfmigrate.engine import KeyEngine
+from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility.agent import DIVERGENCE, LAST_WAIT, READ_BACKS, UNKNOWN, Configure, Settler, Verdict
 from pfmigrate.mobility.converge import moves, remainder
 from pfmigrate.mobility.ipsec import converge
@@ -23,6 +23,7 @@ from pfmigrate.mobility.policies import (
     DeleteSA,
     UpdatePolicy,
     apply,
+    is_announcement,
     mn_goal,
     mn_move,
     mn_policy_set,
@@ -71,7 +72,7 @@ def test_from_any_cut_off_move_a_read_back_reaches_the_goal_and_a_second_changes
         elif index - len(policies) < len(sas):
             sa = sas[index - len(policies)]
             engine.delete_sa(sa.dst, sa.spi, sa.proto)
-    target = mn_goal(MN_CONFIG, goal, by_reqid=by_reqid)
+    target = mn_goal(MN_CONFIG, goal)
     converge(engine, target)
     assert _tables(engine) == _wanted(goal)
     again = converge(engine, target)
@@ -82,13 +83,12 @@ def test_from_any_cut_off_move_a_read_back_reaches_the_goal_and_a_second_changes
 @pytest.mark.parametrize("semantics", ["pfmigrate", "linux"])
 def test_tunnels_that_never_moved_are_moved_by_migrate_keeping_their_sas(semantics: str) -> None:
     """The move's answers were all lost before its MIGRATEs went: the read-back MIGRATEs
-    the tunnels from where they are (Linux: their old endpoints, as read back), so the
+    the tunnels from where they are (their old endpoints, as read back), so the
     SAs keep what only a move keeps (here: their counters)."""
-    by_reqid = semantics == "pfmigrate"
     engine = _engine(semantics)
     apply(engine, mn_policy_set(MN_CONFIG, OLD_COA).changes())
     before = {sa.spi: sa.current.add_time for sa in engine.dump_sas()}
-    goal = mn_goal(MN_CONFIG, NEW_COA, by_reqid=by_reqid)
+    goal = mn_goal(MN_CONFIG, NEW_COA)
     migrations = moves(goal, engine.dump_policies())
     assert migrations
     assert all(isinstance(m, MigrateRequest) and m.kmaddress == goal.kmaddress for m in migrations)
@@ -102,7 +102,7 @@ def test_tunnels_that_never_moved_are_moved_by_migrate_keeping_their_sas(semanti
 def test_what_is_already_there_is_left_alone_and_what_differs_is_replaced() -> None:
     engine = _engine("pfmigrate")
     apply(engine, mn_policy_set(MN_CONFIG, OLD_COA).changes())
-    goal = mn_goal(MN_CONFIG, OLD_COA, by_reqid=True)
+    goal = mn_goal(MN_CONFIG, OLD_COA)
     assert remainder(goal, engine.dump_sas(), engine.dump_policies()) == []
     changed = dataclasses.replace(goal.target.policies[0], priority=7)
     engine.update_policy(changed)
@@ -117,7 +117,7 @@ def test_another_nodes_entries_are_not_the_goals_business() -> None:
     mine = mn_policy_set(MN_CONFIG, OLD_COA).sas[0]  # another node's SA of the same SPI, its own reqid
     stranger = dataclasses.replace(mine, src=IPv6Address("2001:db8::1"), dst=IPv6Address("2001:db8::2"), reqid=9)
     engine.add_sa(stranger)
-    converge(engine, mn_goal(MN_CONFIG, None, by_reqid=True))
+    converge(engine, mn_goal(MN_CONFIG, None))
     policies, sas = _tables(engine)
     assert stranger in sas
     assert (policies, sas - {stranger}) == _wanted(None)
@@ -174,3 +174,54 @@ def test_a_settler_reads_back_until_done_and_a_move_fails_only_on_a_standing_ref
         assert why == "home" or len(verdicts) <= READ_BACKS
     assert all(w <= LAST_WAIT for w in waits)
     assert waits == sorted(waits), "the waits never shrink"
+
+
+@pytest.mark.parametrize("semantics", ["pfmigrate", "linux"])
+def test_an_sa_found_twice_is_kept_once_before_anything_moves(semantics: str) -> None:
+    """A read-back cut after adding an SA's new copy and before deleting the old one
+    leaves one SPI and reqid at two places; a MIGRATE of the old copy would meet the
+    new one at its destination. The goal's copy is kept, the other goes first."""
+    engine = _engine(semantics)
+    apply(engine, mn_policy_set(MN_CONFIG, OLD_COA).changes())
+    toward_mn = [sa for sa in mn_policy_set(MN_CONFIG, NEW_COA).sas if sa.dst == IPv6Address(NEW_COA)]
+    assert toward_mn
+    for sa in toward_mn:  # the new copies, beside the old ones
+        engine.add_sa(sa)
+    goal = mn_goal(MN_CONFIG, NEW_COA)
+    applied = converge(engine, goal)
+    deleted = [c for c in applied if isinstance(c, DeleteSA)]
+    assert {(d.dst, d.spi) for d in deleted} == {(IPv6Address(OLD_COA), sa.spi) for sa in toward_mn}
+    assert applied.index(deleted[0]) < min(applied.index(m) for m in applied if isinstance(m, MigrateRequest))
+    assert _tables(engine) == _wanted(IPv6Address(NEW_COA))
+    engine.close()
+
+
+def test_an_sa_the_goal_wants_that_is_another_nodes_is_a_refusal_that_stands() -> None:
+    """A home agent's two nodes may use one SPI toward their own care-of addresses; a node
+    registering at another's address finds its SA taken. The read-back must not delete
+    the other node's SA: it refuses (EADDRINUSE, not a divergence to read back again)."""
+    engine = _engine("pfmigrate")
+    apply(engine, mn_policy_set(MN_CONFIG, OLD_COA).changes())
+    taken = next(sa for sa in mn_policy_set(MN_CONFIG, NEW_COA).sas if sa.dst == IPv6Address(NEW_COA))
+    stranger = dataclasses.replace(taken, reqid=999)
+    engine.add_sa(stranger)
+    with pytest.raises(KeyEngineError) as refused:
+        converge(engine, mn_goal(MN_CONFIG, NEW_COA))
+    assert refused.value.errno == errno.EADDRINUSE
+    assert refused.value.errno not in UNKNOWN | DIVERGENCE
+    assert stranger in engine.dump_sas()
+    engine.close()
+
+
+def test_a_read_back_home_moves_the_tunnels_home_before_it_removes_them() -> None:
+    """As the way home without a read-back does: SAs made by IKE (which the goal cannot
+    name) end at the home address with their tunnels gone, not at the care-of address."""
+    engine = _engine("pfmigrate")
+    apply(engine, mn_policy_set(MN_CONFIG, OLD_COA).changes())
+    goal = mn_goal(MN_CONFIG, None)
+    assert goal.parting
+    applied = converge(engine, goal)
+    homeward = [c for c in applied if isinstance(c, MigrateRequest) and not is_announcement(c)]
+    assert {(m.selector, m.dir) for m in homeward} == {(p.selector, p.dir) for p in goal.parting}
+    assert _tables(engine) == _wanted(None)
+    engine.close()

@@ -266,7 +266,7 @@ class MobileNodeAgent:
         (``None``: not known)."""
 
         def goal() -> Goal:
-            return policies.mn_goal(self.config, self.target, by_reqid=self.by_reqid)
+            return policies.mn_goal(self.config, self.target)
 
         verdict, steps = self.settler.outcome(self.hoa, error, reason, now, why, goal, announced)
         if why == "home":  # nothing waits for a restore: its end is not a migrate's
@@ -433,7 +433,7 @@ class HomeAgentAgent:
         target = self.targets.get(hoa)
 
         def goal() -> Goal:
-            return policies.ha_goal(self.config, self.served[hoa], target, by_reqid=self.by_reqid)
+            return policies.ha_goal(self.config, self.served[hoa], target)
 
         verdict, steps = self.settler.outcome(hoa, error, reason, now, why, goal, announced)
         if why == "home":  # nothing waits for a restore (a binding expired): its end is not a migrate's

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility.agent import Configure
-from pfmigrate.mobility.converge import moves, remainder
+from pfmigrate.mobility.converge import check_free, doubles, moves, remainder
 from pfmigrate.mobility.policies import Change, Goal, Owned, PolicySet, apply, is_announcement
 from pfmigrate.model import MigrateRequest
 
@@ -49,7 +49,9 @@ def converge(engine: KeyEngine, goal: Goal, progress: list[Change] | None = None
     the changes that took, also kept in ``progress`` as they do, since a
     ``KeyEngineError`` stops it where it came."""
     applied = [] if progress is None else progress
-    policies_now = engine.dump_policies()
+    policies_now, sas_now = engine.dump_policies(), engine.dump_sas()
+    check_free(goal, sas_now)
+    _apply(engine, doubles(goal, sas_now, policies_now), applied)
     migrations = moves(goal, policies_now)
     if migrations:
         _apply(engine, migrations, applied)

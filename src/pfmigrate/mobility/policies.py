@@ -220,15 +220,16 @@ class Owned:
 @dataclass(frozen=True, slots=True)
 class Goal:
     """What one node's entries must be once a change is done: ``target``, of which the
-    node's ``owned`` entries keep only what it has; tunnels moved with ``kmaddress``
-    and named ``by_reqid`` (pfmigrate's engine) or by their old endpoints (Linux);
-    ``announcements``: the MIGRATEs that tell the IKE daemon and move nothing."""
+    node's ``owned`` entries keep only what it has; tunnels moved with ``kmaddress``;
+    ``announcements``: the MIGRATEs that tell the IKE daemon and move nothing;
+    ``parting``: the tunnel policies as they are once moved home, before they go
+    (at home; their SAs, made by IKE, stay at the home address as without a read-back)."""
 
     target: PolicySet
     owned: Owned
     kmaddress: KMAddress
-    by_reqid: bool
     announcements: tuple[MigrateRequest, ...] = ()
+    parting: tuple[Policy, ...] = ()
 
 
 def _owned(pair: _Pair) -> Owned:
@@ -444,11 +445,11 @@ def _move(pair: _Pair, old: Address | None, new: Address | None, by_reqid: bool)
     return moves
 
 
-def _goal(pair: _Pair, coa: Address | None, *, by_reqid: bool) -> Goal:
+def _goal(pair: _Pair, coa: Address | None) -> Goal:
     where = pair.where(coa, "target")
     kmaddress = pair.kmaddress(pair.home_address if where is None else where)
-    by_reqid = by_reqid and not pair.ipsec.shared_reqids  # (one reqid for both directions names no bundle)
-    return Goal(_policy_set(pair, where), _owned(pair), kmaddress, by_reqid, tuple(_announcements(pair, kmaddress)))
+    parting = _policy_set(pair, pair.home_address, tunnels_only=True).policies if where is None else ()
+    return Goal(_policy_set(pair, where), _owned(pair), kmaddress, tuple(_announcements(pair, kmaddress)), parting)
 
 
 # --- the mobile node ---------------------------------------------------------------------------
@@ -464,9 +465,9 @@ def mn_owned(config: MNConfig) -> Owned:
     return _owned(_mn_pair(config))
 
 
-def mn_goal(config: MNConfig, coa: Address | None, *, by_reqid: bool = False) -> Goal:
+def mn_goal(config: MNConfig, coa: Address | None) -> Goal:
     """The mobile node's entries once it is at ``coa`` (``None``: home), for a read-back."""
-    return _goal(_mn_pair(config), coa, by_reqid=by_reqid)
+    return _goal(_mn_pair(config), coa)
 
 
 def mn_migrations(config: MNConfig, old_coa: Address, new_coa: Address) -> list[MigrateRequest]:
@@ -510,9 +511,9 @@ def ha_owned(config: HAConfig, node: ServedNode | Address) -> Owned:
     return _owned(_ha_pair(config, node))
 
 
-def ha_goal(config: HAConfig, node: ServedNode | Address, coa: Address | None, *, by_reqid: bool = False) -> Goal:
+def ha_goal(config: HAConfig, node: ServedNode | Address, coa: Address | None) -> Goal:
     """The home agent's entries for ``node`` bound at ``coa`` (``None``: no binding), for a read-back."""
-    return _goal(_ha_pair(config, node), coa, by_reqid=by_reqid)
+    return _goal(_ha_pair(config, node), coa)
 
 
 def ha_policy_set(config: HAConfig, node: ServedNode | Address, coa: Address | None) -> PolicySet:
