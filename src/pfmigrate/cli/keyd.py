@@ -9,6 +9,7 @@ restarts and crashes; root, keyd's own user and ``--admin-group`` may change the
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import stat
@@ -25,6 +26,7 @@ from pfmigrate.keyd.service import DEFAULT_OUTBOX, AccessRules, Service
 from pfmigrate.sadb import Engine
 
 DEFAULT_JOURNAL = Path("/var/lib/pfmigrate/keyd.db")
+log = logging.getLogger("pfmigrate.keyd")
 
 
 def register(commands: Any) -> None:
@@ -76,6 +78,10 @@ def build(args: argparse.Namespace) -> Server:
     except BaseException:
         unlisten(listener, path)  # (another keyd's journal, a damaged one: this start gives up its socket)
         raise
+    log.info(
+        "restored from the journal",
+        extra={"event": "restored", "journal": str(args.journal), "sas": len(engine.sad), "policies": len(engine.spd)},
+    )
     service = Service(engine, journal, rules, outbox_limit=args.outbox)
     return Server(service, path, metrics_path=args.metrics, per_user=args.max_per_user, listener=listener)
 

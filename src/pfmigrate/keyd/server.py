@@ -137,6 +137,17 @@ def unlisten(listener: socket.socket, path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def _who(session: Session) -> dict[str, object]:
+    """A session's client for the log: its credentials (``SO_PEERCRED``) and the rights
+    they gave it."""
+    peer = session.peer
+    rights = {Privilege.ADMIN: "change and read", Privilege.READ: "read without keys", Privilege.NONE: "none"}
+    return {
+        "session": session.id, "pid": peer.pid, "uid": peer.uid, "gid": peer.gid,
+        "privilege": session.privilege.name.lower(), "rights": rights[session.privilege],
+    }  # fmt: skip
+
+
 OPEN, SHUT, CLOSED = 0, 1, 2  # how a client stands once ``recv`` read nothing (``_end_of``)
 
 
@@ -275,11 +286,7 @@ class Server:
                 self.connections[peer.uid] += 1
             self.sockets[session.id] = sock
             self.selector.register(sock, selectors.EVENT_READ, session)
-            log.info(
-                "client connected",
-                extra={"event": "connect", "session": session.id, "pid": peer.pid, "uid": peer.uid,
-                       "privilege": session.privilege.name.lower()},
-            )  # fmt: skip
+            log.debug("client connected", extra={"event": "connect", **_who(session)})
 
     def _read(self, session: Session) -> None:
         sock = self.sockets[session.id]
@@ -392,7 +399,7 @@ class Server:
             if session.privilege != Privilege.ADMIN:
                 self.connections[session.peer.uid] -= 1
         self.service.close(session)
-        log.info("client gone", extra={"event": "disconnect", "session": session.id})
+        log.debug("client gone", extra={"event": "disconnect", **_who(session)})
 
     def close(self) -> None:
         for session in list(self.service.sessions.values()):
