@@ -1,10 +1,13 @@
-"""What the codecs' JSON forms share: the error that names the path of a bad value,
-and the readers and writers of enums, integers and bytes."""
+"""What every JSON form shares (docs/json.md): the error that names the path of a bad
+value, the readers and writers of enums, flags, errnos, integers and bytes, and the
+time stamp."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import errno as _errno
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -25,6 +28,24 @@ class JSONFormError(ValueError):
 def enum_json(value: int) -> dict[str, Any]:
     """``{"name": ..., "value": ...}``; the name is null for a number no member has."""
     return {"name": value._name_ if isinstance(value, enum.Enum) else None, "value": int(value)}
+
+
+def flags_json(value: enum.IntFlag) -> dict[str, Any]:
+    """``{"names": [...], "value": ...}``: the names of the known bits that are set."""
+    return {"names": [m.name for m in type(value) if m in value and m.name], "value": int(value)}
+
+
+def errno_json(number: int) -> dict[str, Any]:
+    """``{"name": "ENOENT", "value": 2}``; the name is null for 0 (no error) and for a
+    number this system has no name for."""
+    return {"name": _errno.errorcode.get(number) if number else None, "value": number}
+
+
+def iso_time(seconds: float) -> str:
+    """``seconds`` since the epoch as ISO 8601 UTC to the millisecond: ``2026-05-01T12:00:00.250Z``."""
+    whole = int(seconds)
+    millis = min(int((seconds - whole) * 1000), 999)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
 def enum_from(enum_cls: type[EN], raw: Any, path: str) -> EN:
