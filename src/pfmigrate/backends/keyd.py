@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+import pwd
 import socket
 import time
 from pathlib import Path
@@ -30,6 +31,9 @@ LOST_NOTICE = bytes([2, 0, _errno.ENOBUFS, 0, 2, 0, 0, 0]) + bytes(8)
 # The longest path a Unix socket's address takes: Linux's sun_path is 108 bytes, and
 # Python keeps one for the terminating NUL (a longer path fails without an errno).
 SUN_PATH_MAX = 107
+# REGISTERs a member of keyd's read group may send a second (``keyd.service``'s bound,
+# which cannot be imported here: the service imports this module).
+READER_REGISTERS_PER_SECOND = 50
 
 
 def socket_path(path: str | Path | None = None) -> Path:
@@ -124,17 +128,50 @@ def semantics_of(path: str | Path | None = None, *, timeout: float = 5.0) -> str
     hear one more REGISTER answer, as whenever a key manager registers."""
     deadline = time.monotonic() + timeout
     sock = connect(path)
+    code = 0
     try:
         while True:
-            code, numbered = _ask_register(sock, deadline, path)
+            try:
+                code, numbered = _ask_register(sock, deadline, path)
+            except TimeoutError:
+                if code == _errno.EAGAIN:  # refused until the time ran out
+                    raise register_refused(path, code) from None
+                raise
             if code != _errno.EAGAIN:  # (EAGAIN: a reader over its REGISTERs for this second)
                 break
             time.sleep(0.05)
     finally:
         sock.close()
     if code:
-        raise KeydRefused(code, f"keyd at {socket_path(path)} refused a REGISTER: {os.strerror(code)}")
+        raise register_refused(path, code)
     return "pfmigrate" if numbered else "linux"
+
+
+def register_refused(path: str | Path | None, code: int) -> KeydRefused:
+    """keyd's refusal of a REGISTER, with the right that is missing. keyd tells a client
+    only the errno, not its groups' names: they are those of its ``--admin-group`` and
+    ``--read-group``."""
+    said = f"keyd at {socket_path(path)} refused a REGISTER: {os.strerror(code)}"
+    if code == _errno.EPERM:
+        said += (
+            f": {_user()} is in neither keyd's admin group nor its read group (its --admin-group and "
+            "--read-group), and is not root or keyd's own user; a member of either may REGISTER"
+        )
+    elif code == _errno.EAGAIN:
+        said += (
+            f": {_user()} has only keyd's read group, whose members may REGISTER at most "
+            f"{READER_REGISTERS_PER_SECOND} times a second, and its processes went over that "
+            "(keyd's admin group has no such bound)"
+        )
+    return KeydRefused(code, said)
+
+
+def _user() -> str:
+    uid = os.getuid()
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _ask_register(sock: socket.socket, deadline: float, path: str | Path | None) -> tuple[int, bool]:
