@@ -299,3 +299,25 @@ def test_a_fwd_migrate_written_for_the_old_rule_is_noted_and_skipped() -> None:
     assert twin_peer(hub) == ip_address(NEW_COA)
     [refused] = seed_run(hub, forward, Options(rfc=False))  # (another run: nothing moved there; Linux answers)
     assert refused.startswith("conf:1:1: migrate: No data available")
+
+
+# --- -r beyond what Linux keeps --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("semantics", ["pfmigrate", "linux"])
+def test_a_replay_window_over_32_is_noted_with_what_the_sa_gets(semantics: str) -> None:
+    hub = Hub(Engine(semantics=semantics))
+    errors = seed_run(hub, "add 10.0.0.1 10.0.0.2 esp 0x1000 -r 64 -E null;", Options())
+    assert errors == [
+        "conf:1:34: note: -r 64 becomes 32: Linux keeps a replay window of at most 32 packets from PF_KEY, and "
+        "from XFRM without ESN (ip xfrm state ... replay-window 64 flag esn), which pfmigrate does not set up"
+    ]
+    with open_inprocess(hub) as engine:
+        assert [sa.replay_window for sa in engine.dump_sas()] == [32]
+
+
+def test_a_replay_window_linux_keeps_is_not_noted() -> None:
+    hub = Hub()
+    assert seed_run(hub, "add 10.0.0.1 10.0.0.2 esp 0x1000 -r 32 -E null;", Options()) == []
+    with open_inprocess(hub) as engine:
+        assert [sa.replay_window for sa in engine.dump_sas()] == [32]

@@ -60,6 +60,10 @@ PADDING = ("zero-pad", "random-pad", "seq-pad", "nocyclic-seq")
 NATT_PORT = 4500
 U32, U64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
 MAX_REPLAY = 0xFF  # PF_KEY's sadb_sa_replay is one byte (a wider window needs XFRM's ESN)
+# The widest window Linux keeps from PF_KEY's sadb_sa_replay, or from XFRM's replay_window
+# without ESN: both are cut to the 32 bits of its replay bitmap (af_key's
+# pfkey_msg2xfrm_state, xfrm_user's copy_from_user_state), silently.
+LINUX_REPLAY = 32
 MAX_CPI = 0xFFFF  # an IPComp SA's SPI is its 16-bit CPI (RFC 3173); Linux refuses a larger one
 
 
@@ -175,6 +179,7 @@ class _SAParts:
 
     mode: Mode = Mode.TRANSPORT
     replay: int = 0
+    replay_at: str = ""  # where -r is, for a note
     reqid: int = 0
     lifetime: dict[str, int] = field(default_factory=dict)
     algorithms: dict[str, tuple[Token, Transform, bytes]] = field(default_factory=dict)
@@ -205,6 +210,7 @@ def _option(cur: Cursor, option: Token, parts: _SAParts) -> None:
     elif name == "-r":
         size = cur.word("a replay window size")
         parts.replay = words.decimal(size, "a replay window size (PF_KEY's field is one byte)", MAX_REPLAY)
+        parts.replay_at = f"{option.source}:{option.line}:{option.column}"
     elif name == "-u":
         parts.reqid = words.decimal(cur.word("a reqid (the policy's unique:N)"), "a reqid", U32)
     elif name in LIFETIMES:
@@ -296,6 +302,12 @@ def _add(cur: Cursor, start: Token) -> Statement:
     if enc and enc[1].aead and auth:
         auth[0].fail(f"{enc[1].name} authenticates by itself: it takes no -A")
     cur.end(start)
+    if parts.replay > LINUX_REPLAY:
+        parts.notes.append(
+            f"{parts.replay_at}: note: -r {parts.replay} becomes {LINUX_REPLAY}: Linux keeps a replay window of at "
+            f"most {LINUX_REPLAY} packets from PF_KEY, and from XFRM without ESN (ip xfrm state ... replay-window "
+            f"{parts.replay} flag esn), which pfmigrate does not set up"
+        )
     sa = _build(
         start,
         lambda: SecurityAssociation(
