@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from pfmigrate import __version__
-from pfmigrate.cli import demo, keyd, mobility, monitor, pfkey, setkey
+from pfmigrate.cli import demo, keyd, mh, mobility, monitor, pfkey, setkey, xfrm
 from pfmigrate.cli.errors import CommandError
 
 
@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pfmigrate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     pfkey.register(commands)
+    xfrm.register(commands)
+    mh.register(commands)
     demo.register(commands)
     monitor.register(commands)
     keyd.register(commands)
