@@ -56,6 +56,8 @@ DEFAULT_AUTHENTICATION: Final = "hmac(sha256)"
 DEFAULT_LIFETIME: Final = 600
 DEFAULT_MAX_LIFETIME: Final = 3600
 DEFAULT_PREFIX_LENGTH: Final = 64
+DEFAULT_MN_CONTROL: Final = Path("/run/pfmigrate/mn.sock")
+DEFAULT_HA_CONTROL: Final = Path("/run/pfmigrate/ha.sock")
 #: The most a configuration file may hold: the largest real one is a few kB per mobile node,
 #: and a file without a bound (``/dev/zero``) would be read until memory ran out.
 MAX_FILE_BYTES: Final = 1 << 20
@@ -189,6 +191,8 @@ class MNConfig:
     mobile_network_prefixes: tuple[IPv6Network, ...]
     ipsec: IPsec
     keep_trying: bool = True  # with no answer, go on sending Binding Updates every 32 s
+    route_optimisation: bool = True  # the kernel's Home Address option and type 2 routing header
+    control_socket: Path = DEFAULT_MN_CONTROL  # where `pfmigrate mn status` asks
 
     @property
     def home_prefix(self) -> IPv6Network:
@@ -215,6 +219,8 @@ class HAConfig:
     max_lifetime: int  # the longest binding it grants, in seconds
     allow_key_management_mobility: bool  # whether it may answer the K bit with K
     mobile_nodes: tuple[ServedNode, ...]
+    route_optimisation: bool = True  # the kernel's Home Address option and type 2 routing header
+    control_socket: Path = DEFAULT_HA_CONTROL  # where `pfmigrate ha status` asks
 
     @property
     def home_prefix(self) -> IPv6Network:
@@ -363,6 +369,8 @@ def _mobile_node_config(top: _Table) -> MNConfig:
         "key_management_mobility",
         "mobile_network_prefixes",
         "keep_trying",
+        "route_optimisation",
+        "control_socket",
     )
     home_address = node.address("home_address")
     home_agent = node.address("home_agent")
@@ -387,9 +395,11 @@ def _mobile_node_config(top: _Table) -> MNConfig:
             "key_management_mobility", "expected false: with manual keys the K bit is clear (RFC 6275 6.1.7)"
         )
     keep_trying = node.optional("keep_trying", bool, "true or false")
+    route_optimisation = node.optional("route_optimisation", bool, "true or false")
     return MNConfig(
         top.source, backend, home_address, home_agent, prefix_length, interface, lifetime, k_bit, prefixes, ipsec,
-        True if keep_trying is None else keep_trying,
+        True if keep_trying is None else keep_trying, True if route_optimisation is None else route_optimisation,
+        _control_socket(node, DEFAULT_MN_CONTROL),
     )  # fmt: skip
 
 
@@ -397,7 +407,10 @@ def _home_agent_config(top: _Table) -> HAConfig:
     backend = _backend(top)
     agent = top.table("home_agent", required=True)
     assert agent is not None
-    agent.only("address", "prefix_length", "max_lifetime", "allow_key_management_mobility")
+    agent.only(
+        "address", "prefix_length", "max_lifetime", "allow_key_management_mobility", "route_optimisation",
+        "control_socket",
+    )  # fmt: skip
     address = agent.address("address")
     prefix_length = agent.integer("prefix_length", 1, 127, DEFAULT_PREFIX_LENGTH)
     home_prefix = IPv6Network((address, prefix_length), strict=False)
@@ -433,7 +446,24 @@ def _home_agent_config(top: _Table) -> HAConfig:
         raise top.error("mobile_nodes", "expected at least one [[mobile_nodes]] table")
     _check_shared(top, nodes)
     allow = True if allow_k is None else allow_k
-    return HAConfig(top.source, backend, address, prefix_length, max_lifetime, allow, tuple(nodes))
+    route_optimisation = agent.optional("route_optimisation", bool, "true or false")
+    return HAConfig(
+        top.source, backend, address, prefix_length, max_lifetime, allow, tuple(nodes),
+        True if route_optimisation is None else route_optimisation, _control_socket(agent, DEFAULT_HA_CONTROL),
+    )  # fmt: skip
+
+
+def _control_socket(table: _Table, default: Path) -> Path:
+    """Where the daemon answers ``status``: a Unix socket path it can listen on."""
+    text = table.optional("control_socket", str, "a socket path")
+    if text is None:
+        return default
+    if not text:
+        raise table.error("control_socket", "expected a socket path, found an empty string")
+    too_long = path_too_long(Path(text))
+    if too_long is not None:
+        raise table.error("control_socket", f"expected a socket path the daemon can listen on: {too_long}")
+    return Path(text)
 
 
 def _prefixes(table: _Table, home_prefix: IPv6Network, owners: dict[IPv6Network, str]) -> tuple[IPv6Network, ...]:
