@@ -2,14 +2,17 @@
 #   make run    the main job on the embedded default
 #   make test   lint, types, and the whole suite (the kernel tier boots User-Mode Linux)
 #   make soak   the long runs (convergence under loss, kill -9) at full size
+#   make dist   the wheel and sdist in dist/, with the docs, examples, man pages, units, completion
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := user-mode-linux kmod iproute2 iputils-ping netbase
+# (systemd-analyze and groff, which tests/test_packaging.py uses where present, come with
+# Debian's systemd and groff-base, installed on any Debian system that boots with systemd.)
 
-.PHONY: run test lint unit kernel soak bench fuzz vectors system-packages clean
+.PHONY: run test lint unit kernel soak bench fuzz vectors system-packages dist completion clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pfmigrate needs Python 3.11 or newer")'
@@ -38,8 +41,8 @@ run: $(STAMP)
 	$(BIN)/pfmigrate demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check --no-cache src tests testbed bench
-	$(BIN)/ruff format --no-cache --check src tests testbed bench
+	$(BIN)/ruff check --no-cache src tests testbed bench packaging
+	$(BIN)/ruff format --no-cache --check src tests testbed bench packaging
 	$(BIN)/mypy
 
 test: $(STAMP) system-packages lint
@@ -67,5 +70,17 @@ fuzz: $(STAMP)
 vectors: $(STAMP) system-packages
 	$(BIN)/python -m testbed.capture_vectors
 
+# The wheel carries examples/, docs/ (with the man pages), the systemd units and the bash
+# completion under pfmigrate/share/ (packaging/pfmigrate_build.py); `pfmigrate demo --files`
+# lists them once installed. Built without isolation from the venv's setuptools and build.
+dist: $(STAMP)
+	rm -rf dist build
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	rm -rf build
+
+# The bash completion, generated from the argparse parser; a test fails when it is stale.
+completion: $(STAMP)
+	$(BIN)/python packaging/completion.py > packaging/completion/pfmigrate.bash
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
