@@ -105,7 +105,11 @@ class Connection:
             request = parse_request(line)
         except ControlError as exc:
             return encode({"ok": False, "error": str(exc)})
-        return encode({"ok": True, **self.answer(request)})
+        try:
+            answer = self.answer(request)
+        except Exception as exc:  # (a bug: the daemon logs it; the client hears of it, and the daemon goes on)
+            return encode({"ok": False, "error": f"the daemon could not answer: {type(exc).__name__}: {exc}"})
+        return encode({"ok": True, **answer})
 
 
 class Waitable(Protocol):

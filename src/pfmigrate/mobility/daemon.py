@@ -22,22 +22,30 @@ from collections import deque
 from collections.abc import Callable
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal, cast
 
 from pfmigrate.backends import registry
 from pfmigrate.backends.linux import open_xfrm
 from pfmigrate.engine import KeyEngine, KeyEngineError
 from pfmigrate.mobility import policies, routeopt
 from pfmigrate.mobility.agent import Configure, HomeAgentAgent, MobileNodeAgent, Note, Send, Step
-from pfmigrate.mobility.config import HAConfig, MNConfig
+from pfmigrate.mobility.bul import MnState
+from pfmigrate.mobility.cache import CacheState
+from pfmigrate.mobility.config import HAConfig, IPsec, MNConfig, Protection, Toward
+from pfmigrate.mobility.control import ControlServer, Request, Waitable
 from pfmigrate.mobility.ipsec import Outcome, carry_out, reconcile, targets_by_reqid
-from pfmigrate.mobility.mhsocket import MobilityHeaderPort
+from pfmigrate.mobility.metrics import AgentMetrics
+from pfmigrate.mobility.mhsocket import MobilityHeaderPort, Received
 from pfmigrate.mobility.routeopt import RoSet, RouteOptimization
+from pfmigrate.mobility.status import Entry, Status, policy_bundles, to_json
+from pfmigrate.model import Policy
 
 log = logging.getLogger("pfmigrate.mobility")
 
 TENTATIVE, DADFAILED, HOMEADDRESS, DEPRECATED = 0x40, 0x08, 0x10, 0x20  # IFA_F_* flags in /proc/net/if_inet6
 POLL = 0.02  # seconds between looks at the interface's addresses
+#: Notes that announce the Send after them: logged (and counted) only once it went.
+SENT_NOTES: Final = frozenset({"bu-sent", "ba-sent", "be-sent"})
 
 
 def open_engine(name: str | None, keyd_socket: Path | None) -> KeyEngine:
@@ -49,10 +57,14 @@ def _without_route_optimization(reason: str) -> None:
                 extra={"event": "no-route-optimisation", "reason": reason})  # fmt: skip
 
 
-def route_optimization(engine: KeyEngine) -> RouteOptimization | None:
+def route_optimization(engine: KeyEngine, *, wanted: bool = True) -> RouteOptimization | None:
     """Where the route-optimisation states go: the kernel's XFRM, whichever engine keeps
     the IPsec (they act on this host's Mobility Header packets); ``None``, said in the
-    log, where this kernel has no XFRM netlink."""
+    log, where this kernel has no XFRM netlink or the operator chose to go without
+    (``wanted`` false: ``--no-route-optimisation``)."""
+    if not wanted:
+        _without_route_optimization("turned off by --no-route-optimisation or route_optimisation = false")
+        return None
     if engine.name == "linux-xfrm":
         return RouteOptimization(engine)
     try:
@@ -116,6 +128,7 @@ class _Shell:
         clock: Callable[[], float],
         ro: RouteOptimization | None,
         reopen: Callable[[], KeyEngine] | None = None,
+        role: str = "",
     ) -> None:
         self.engine = engine
         self.mh = mh
@@ -124,6 +137,49 @@ class _Shell:
         self.reopen = reopen
         self.engine_lost = False
         self.moved_at: float | None = None
+        self.metrics = AgentMetrics(role)
+        self.control: ControlServer | None = None  # served while the daemon waits (``receive``)
+        self.unacknowledged: set[str] = set()  # home addresses whose last BA could not be sent
+
+    def receive(self, wait: float) -> Received | None:
+        """The next Mobility Header within ``wait`` seconds; the control socket is served
+        meanwhile, so a status request is answered at once, not after the wait."""
+        if self.control is None:
+            return self.mh.receive(wait)
+        fileno = getattr(self.mh, "fileno", None)
+        if fileno is None:  # (a stand-in port: serve what is there, then wait on the port)
+            self.control.wait(None, 0.0)
+            return self.mh.receive(wait)
+        return self.mh.receive(0.0) if self.control.wait(cast(Waitable, self.mh), wait) else None
+
+    def answer(self, request: Request) -> dict[str, Any]:
+        """The control socket's answer to ``request`` (``status`` is the only command). A
+        bug met here is logged; the client is told, and the daemon goes on serving."""
+        try:
+            return {"status": to_json(self.status())}
+        except Exception:
+            log.exception("control-error", extra={"event": "control-error", "command": request.command})
+            raise
+
+    def status(self) -> Status:
+        raise NotImplementedError
+
+    def bound(self) -> int:
+        """How many bindings this agent holds (without reading the key engine)."""
+        raise NotImplementedError
+
+    def render_metrics(self) -> str:
+        self.metrics.bindings = self.bound()
+        return self.metrics.render()
+
+    def policies(self) -> tuple[list[Policy], str | None]:
+        """The engine's policies, or why they cannot be read now (for a status)."""
+        if self.engine_lost:
+            return [], "the key engine is away; it is opened again at the next move"
+        try:
+            return self.engine.dump_policies(), None
+        except OSError as exc:
+            return [], str(exc) if isinstance(exc, KeyEngineError) else exc.strerror or str(exc)
 
     def carry_out(self, step: Configure) -> Outcome:
         """``ipsec.carry_out`` on this shell's engine, opened again if it went away."""
@@ -153,7 +209,11 @@ class _Shell:
         pending = deque(steps)
         while pending:
             step = pending.popleft()
-            if isinstance(step, Note):
+            if isinstance(step, Note) and step.event in SENT_NOTES and pending and isinstance(pending[0], Send):
+                sent = pending.popleft()
+                assert isinstance(sent, Send)
+                self.send(sent, step)  # (said only once it went)
+            elif isinstance(step, Note):
                 self.note(step)
             elif isinstance(step, Send):
                 self.send(step)
@@ -174,23 +234,38 @@ class _Shell:
             log.exception("agent error", extra={"event": "agent-error"})
             return []
 
-    def send(self, step: Send) -> None:
-        """Send one Mobility Header; a refusal (no route while the link changes, say) is
-        logged, and the agent's retransmission timer tries again."""
+    def send(self, step: Send, said: Note | None = None) -> None:
+        """Send one Mobility Header, then log ``said`` (the note announcing it); a refusal
+        (no route while the link changes, say) is logged instead, and the agent's
+        retransmission timer tries again. A Binding Acknowledgement that could not go
+        leaves its binding unacknowledged: no ``bound`` is said for it."""
         try:
             self.mh.send(step.data, step.dst, src=step.src, rh2=self.routing_header(step))
         except OSError as exc:
+            reason = exc.strerror or str(exc)
             log.warning("send-failed", extra={"event": "send-failed", "dst": str(step.dst), "errno": exc.errno,
-                                              "reason": exc.strerror or str(exc)})  # fmt: skip
+                                              "reason": reason})  # fmt: skip
+            if said is not None and said.event == "ba-sent":
+                self.unacknowledged.add(str(said.fields.get("hoa")))
+                self.note(Note("ba-send-failed", {**said.fields, "errno": exc.errno, "reason": reason}), log.warning)
+            return
+        if said is not None:
+            if said.event == "ba-sent":
+                self.unacknowledged.discard(str(said.fields.get("hoa")))
+            self.note(said)
 
     def routing_header(self, step: Send) -> IPv6Address | None:
         """The care-of address for a type 2 routing header of the socket's own, if the
         packet needs one the kernel will not add."""
         return None
 
-    def note(self, step: Note) -> None:
-        since = None if self.moved_at is None else round((self.clock() - self.moved_at) * 1000, 3)
-        log.info(step.event, extra={"event": step.event, "since_move_ms": since, **step.fields})
+    def note(self, step: Note, say: Callable[..., None] = log.info) -> None:
+        if step.event == "bound" and str(step.fields.get("hoa")) in self.unacknowledged:
+            return  # its acknowledgement did not go: ``ba-send-failed`` said so, and it is not bound for the node
+        now = self.clock()
+        since = None if self.moved_at is None else round((now - self.moved_at) * 1000, 3)
+        say(step.event, extra={"event": step.event, "since_move_ms": since, **step.fields})
+        self.metrics.note(step.event, step.fields, now)
 
     def install_ro_base(self, base: RoSet) -> None:
         """The states every binding needs; a kernel that refuses them (no ``mip6``
@@ -233,6 +308,15 @@ class _Shell:
         return new
 
 
+def reqids(ipsec: IPsec) -> frozenset[int]:
+    """Every reqid of one node's bundles."""
+    return frozenset(ipsec.reqid(p, t) for p in Protection for t in Toward if p in ipsec.protect)
+
+
+def _left(expiry: float | None, now: float) -> float | None:
+    return None if expiry is None else round(max(0.0, expiry - now), 3)
+
+
 class MobileNodeDaemon(_Shell):
     def __init__(
         self,
@@ -245,7 +329,7 @@ class MobileNodeDaemon(_Shell):
         ro: RouteOptimization | None = None,
         reopen: Callable[[], KeyEngine] | None = None,
     ):
-        super().__init__(engine, mh, clock, ro, reopen)
+        super().__init__(engine, mh, clock, ro, reopen, "mn")
         self.config = config
         self.read = read
         self.agent = MobileNodeAgent(config, by_reqid=targets_by_reqid(engine))
@@ -271,10 +355,26 @@ class MobileNodeDaemon(_Shell):
             steps += self.agent.tick(now)
         self.carry(steps)
         wait = timeout if due is None else max(0.0, min(timeout, due - self.clock()))
-        received = self.mh.receive(wait)
+        received = self.receive(wait)
         if received is not None:
             to = received.destination or self.config.home_address
             self.carry(self.guarded(lambda: self.agent.received(received.data, received.source, to, self.clock())))
+
+    def bound(self) -> int:
+        return int(self.agent.registration.state in (MnState.REGISTERED, MnState.REFRESHING))
+
+    def status(self) -> Status:
+        """The binding update list: this node's home registration."""
+        now, machine = self.clock(), self.agent.registration
+        bound = self.bound() == 1
+        found, error = self.policies()
+        entry = Entry(
+            str(self.config.home_address), None if machine.coa == self.config.home_address else str(machine.coa),
+            str(self.config.home_agent), machine.state.value, machine.sequence,
+            _left(machine.expiry, now) if bound else None, machine.key_management,
+            bundles=policy_bundles(found, reqids(self.config.ipsec)),
+        )  # fmt: skip
+        return Status("mn", self.engine.name, self.ro is not None, (entry,), error)
 
     def configure(self, step: Configure) -> list[Step]:
         error, why_not, announced = self.carry_out(step)
@@ -297,7 +397,7 @@ class HomeAgentDaemon(_Shell):
         ro: RouteOptimization | None = None,
         reopen: Callable[[], KeyEngine] | None = None,
     ):
-        super().__init__(engine, mh, clock, ro, reopen)
+        super().__init__(engine, mh, clock, ro, reopen, "ha")
         self.config = config
         self.agent = HomeAgentAgent(config, by_reqid=targets_by_reqid(engine))
         self.bindings: dict[IPv6Address, RoSet] = {}
@@ -311,13 +411,34 @@ class HomeAgentDaemon(_Shell):
         if due is not None and due <= now:
             self.carry(self.agent.tick(now))
         wait = timeout if due is None else max(0.0, min(timeout, due - self.clock()))
-        received = self.mh.receive(wait)
+        received = self.receive(wait)
         if received is None:
             return
         self.moved_at = self.clock()
         coa = received.care_of_address or received.source
         to = received.destination or self.config.address
         self.carry(self.guarded(lambda: self.agent.received(received.data, received.source, to, coa, self.clock())))
+
+    def bound(self) -> int:
+        cache = self.agent.cache
+        return sum(cache.state(node.home_address) is CacheState.BOUND for node in self.config.mobile_nodes)
+
+    def status(self) -> Status:
+        """The binding cache: every served node with an entry (bound, or moving its IPsec)."""
+        now, cache = self.clock(), self.agent.cache
+        entries: list[Entry] = []
+        found, error = self.policies()  # (read once for every node)
+        for node in self.config.mobile_nodes:
+            entry = cache.entry(node.home_address)
+            if entry is None:
+                continue
+            hoa = str(node.home_address)
+            entries.append(Entry(
+                hoa, None if entry.coa is None else str(entry.coa), str(self.config.address), entry.state.value,
+                entry.sequence, _left(entry.expiry, now), entry.key_management, hoa not in self.unacknowledged,
+                policy_bundles(found, reqids(node.ipsec)),
+            ))  # fmt: skip
+        return Status("ha", self.engine.name, self.ro is not None, tuple(entries), error)
 
     def routing_header(self, step: Send) -> IPv6Address | None:
         """A Binding Acknowledgement goes to the care-of address its Binding Update came
