@@ -25,6 +25,7 @@ from pfmigrate.backends.inprocess import open_inprocess
 from pfmigrate.backends.keyd import open_keyd
 from pfmigrate.cli import main
 from pfmigrate.mobility import control, policies
+from pfmigrate.mobility.config import ConfigError, HAConfig, load_ha, load_mn, parse
 from pfmigrate.mobility.control import Connection, ControlError, ControlServer, Request
 from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon
 from pfmigrate.mobility.metrics import BUCKETS, AgentMetrics, MetricsFile
@@ -366,3 +367,27 @@ def test_a_bug_behind_an_answer_is_told_to_the_client_and_the_connection_goes_on
     (answer,) = answers(conn.receive(b'{"command": "status"}\n'))
     assert answer == {"ok": False, "error": "the daemon could not answer: KeyError: 'entries'"}
     assert not conn.closed
+
+
+def test_the_control_socket_and_route_optimisation_come_from_the_configuration() -> None:
+    text = home_agent_toml().replace(
+        "allow_key_management_mobility = false",
+        'allow_key_management_mobility = false\nroute_optimisation = false\ncontrol_socket = "/run/x/ha.sock"',
+    )
+    config = parse(text, "ha.toml")
+    assert isinstance(config, HAConfig)
+    assert (config.route_optimisation, config.control_socket) == (False, Path("/run/x/ha.sock"))
+    _, seed = seed_configs()
+    assert (seed.route_optimisation, seed.control_socket) == (True, Path("/run/pfmigrate/ha.sock"))
+    with pytest.raises(ConfigError, match=r"ha\.toml: home_agent\.control_socket: expected a socket path, found an"):
+        parse(text.replace('"/run/x/ha.sock"', '""'), "ha.toml")
+    with pytest.raises(ConfigError, match=r"home_agent\.control_socket: expected a socket path the daemon can listen"):
+        parse(text.replace("/run/x/ha.sock", "/run/" + "x" * 120), "ha.toml")
+    with pytest.raises(ConfigError, match=r"home_agent\.route_optimisation: expected true or false, found 'no'"):
+        parse(text.replace("route_optimisation = false", 'route_optimisation = "no"'), "ha.toml")
+
+
+def test_the_examples_say_where_their_control_sockets_are() -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    assert load_mn(examples / "mn.toml").control_socket == Path("/run/pfmigrate/mn.sock")
+    assert load_ha(examples / "ha.toml").control_socket == Path("/run/pfmigrate/ha.sock")
