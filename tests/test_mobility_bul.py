@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pfmigrate.mobility.binding import (
+    UNKNOWN_PLACE,
     BindingAck,
     Ignored,
     MigrateDone,
@@ -100,7 +101,7 @@ def test_a_failed_migrate_sends_no_binding_update() -> None:
     assert not sends(actions)
     assert [type(a) for a in actions] == [GaveUp]
     assert state(m) is MnState.FAILED
-    assert m.sa_coa == HOA
+    assert m.sa_coa == UNKNOWN_PLACE, "a move that failed may have been carried out in part"
 
 
 def test_a_failed_migrate_is_retried_on_the_machines_own_schedule() -> None:
@@ -117,10 +118,30 @@ def test_a_failed_migrate_is_retried_on_the_machines_own_schedule() -> None:
         waits.append(due - now)
         assert m.handle(TimerFired(), due - 0.01) == ()  # not before its time
         now = due
-        assert m.handle(TimerFired(), now) == (MigrateIPsec(HOA, HOA, COA1, move_ike=True),)
+        assert m.handle(TimerFired(), now) == (MigrateIPsec(HOA, UNKNOWN_PLACE, COA1, move_ike=True),)
         assert state(m) is MnState.MIGRATING
     assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 32.0, 32.0]
     assert the_send(m.handle(MigrateDone(HOA), now + 0.1)).coa == COA1
+
+
+def test_after_a_failed_move_the_way_home_and_the_same_place_again_start_from_a_place_not_known() -> None:
+    """A failed move may have been carried out in part: coming home restores the SAs
+    home from where they may be, and a move back to where the machine thought they were
+    moves them too, instead of registering as if they were there."""
+    m = node()
+    m.handle(Moved(COA1), 0.0)
+    m.handle(MigrateDone(HOA), 0.1)
+    m.handle(Moved(COA2), 1.0)
+    m.handle(MigrateFailed(HOA, "answers lost"), 1.1)
+    assert m.handle(Moved(COA1), 2.0) == (MigrateIPsec(HOA, UNKNOWN_PLACE, COA1, move_ike=True),)
+    m.handle(MigrateFailed(HOA, "answers lost"), 2.1)
+    home = m.handle(ReturnedHome(), 3.0)
+    assert not [a for a in home if isinstance(a, RestoreHome)]  # a deregistration first
+    the_send(home)
+    restored = m.handle(ack(m, 0, 0), 3.1)
+    assert [a for a in restored if isinstance(a, RestoreHome)] == [
+        RestoreHome(HOA, UNKNOWN_PLACE, True, "deregistered")
+    ]
 
 
 def test_a_refusal_that_says_this_home_agent_will_not_serve_waits_for_a_movement() -> None:
@@ -381,11 +402,14 @@ def test_an_unanswered_deregistration_gives_up_at_home() -> None:
 
 
 def test_home_again_without_registering_sends_nothing() -> None:
-    """Nothing was registered, so there is nothing to deregister (§11.5.4)."""
+    """Nothing was registered, so there is nothing to deregister (§11.5.4); the move
+    that failed may have left SAs away, so they are restored home from where they are."""
     m = node()
     m.handle(Moved(COA1), 0.0)
     m.handle(MigrateFailed(HOA, "EINVAL"), 0.1)
-    assert m.handle(ReturnedHome(), 0.2) == ()
+    actions = m.handle(ReturnedHome(), 0.2)
+    assert not sends(actions)
+    assert [type(a) for a in actions] == [RestoreHome]
     assert state(m) is MnState.HOME
 
 

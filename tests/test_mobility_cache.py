@@ -7,6 +7,7 @@ from ipaddress import IPv6Address, IPv6Network
 import pytest
 
 from pfmigrate.mobility.binding import (
+    UNKNOWN_PLACE,
     BindingAck,
     BindingUpdate,
     Ignored,
@@ -77,24 +78,30 @@ def test_a_first_registration_moves_the_sas_then_answers() -> None:
 
 
 def test_a_failed_migrate_is_answered_130() -> None:
-    """RFC 6275 §6.1.8: 130, insufficient resources, and no binding is made."""
+    """RFC 6275 §6.1.8: 130, insufficient resources, and no binding is made; the move
+    may have been carried out in part, so the SAs are restored home from a place not known."""
     c = cache()
     c.handle(bu(10), 0.0)
     actions = c.handle(MigrateFailed(HOA, "ENOMEM"), 0.1)
-    assert actions == (SendBindingAck(HOA, COA1, BindingAck(BAStatus.INSUFFICIENT_RESOURCES, 10)),)
+    assert actions == (
+        SendBindingAck(HOA, COA1, BindingAck(BAStatus.INSUFFICIENT_RESOURCES, 10)),
+        RestoreHome(HOA, UNKNOWN_PLACE, False, "IPsec migrate failed: ENOMEM"),
+    )
     assert c.state(HOA) is CacheState.ABSENT
     assert len(c) == 0
 
 
-def test_a_failed_migrate_keeps_the_earlier_binding() -> None:
-    """A rejected Binding Update leaves the cache entry it would have changed as it was."""
+def test_a_failed_migrate_ends_the_earlier_binding_and_the_node_may_register_again() -> None:
+    """Where the SAs are is not known after a failed move, so the earlier binding cannot
+    be said to stand: it goes, the SAs are restored home (read back), and the mobile
+    node's retransmission (130 is worth another try) registers afresh."""
     c = bound(cache())
     assert c.handle(bu(11, coa=COA2), 5.0) == (MigrateIPsec(HOA, COA1, COA2, move_ike=False),)
-    assert the_ack(c.handle(MigrateFailed(HOA, "EBUSY"), 5.1)).status == BAStatus.INSUFFICIENT_RESOURCES
-    assert c.state(HOA) is CacheState.BOUND
-    binding = c.binding(HOA)
-    assert binding is not None
-    assert (binding.coa, binding.expires_at) == (COA1, 600.0)
+    actions = c.handle(MigrateFailed(HOA, "EBUSY"), 5.1)
+    assert the_ack(actions).status == BAStatus.INSUFFICIENT_RESOURCES
+    assert [type(a) for a in actions] == [SendBindingAck, BindingRemoved, RestoreHome]
+    assert c.state(HOA) is CacheState.ABSENT
+    assert c.handle(bu(12, coa=COA2), 6.0) == (MigrateIPsec(HOA, HOA, COA2, move_ike=False),)
 
 
 def test_the_granted_lifetime_is_capped() -> None:
@@ -300,7 +307,7 @@ COA3 = IPv6Address("2001:db8:7::1")
 def test_a_failed_move_on_after_a_move_drops_a_binding_whose_sas_are_elsewhere() -> None:
     """Bound at COA1; a BU from COA2 moves the SAs there; one from COA3 arrives meanwhile,
     and its move fails: the binding (COA1) no longer matches where the SAs are (COA2), so
-    it is dropped and the SAs go home, rather than staying bound at COA1."""
+    it is dropped and the SAs go home from wherever the failed move left them."""
     c = bound(cache())  # at COA1, sequence 10
     c.handle(bu(11, coa=COA2), 1.0)
     assert c.state(HOA) is CacheState.MIGRATING
@@ -309,7 +316,7 @@ def test_a_failed_move_on_after_a_move_drops_a_binding_whose_sas_are_elsewhere()
     assert move_on == MigrateIPsec(HOA, COA2, COA3, False)
     actions = c.handle(MigrateFailed(HOA, "refused"), 1.3)
     assert the_ack(actions) == BindingAck(BAStatus.INSUFFICIENT_RESOURCES, 12)
-    assert RestoreHome(HOA, COA2, False, "IPsec migrate failed: refused") in actions
+    assert RestoreHome(HOA, UNKNOWN_PLACE, False, "IPsec migrate failed: refused") in actions
     assert c.state(HOA) is CacheState.ABSENT
 
 

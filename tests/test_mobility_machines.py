@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from pfmigrate.mobility import bul, cache
 from pfmigrate.mobility.binding import (
+    UNKNOWN_PLACE,
     BindingAck,
     BindingError,
     BindingUpdate,
@@ -128,8 +129,7 @@ class MnShell:
     def feed(self, event: MnEvent, now: float) -> tuple[bul.MnAction, ...]:
         self.now = now = max(now, self.now)
         if isinstance(event, MigrateDone | MigrateFailed) and event.hoa == HOA and self.migrate is not None:
-            if isinstance(event, MigrateDone):
-                self.sa = self.migrate.new_coa
+            self.sa = self.migrate.new_coa if isinstance(event, MigrateDone) else UNKNOWN_PLACE
             self.migrate = None
         actions = self.m.handle(event, now)
         for action in actions:
@@ -256,8 +256,7 @@ class HaShell:
         before = {hoa: (e, e.sequence) for hoa in self.HOAS if (e := c.entry(hoa)) is not None}
         if isinstance(event, MigrateDone | MigrateFailed) and event.hoa in self.migrate:
             pending = self.migrate.pop(event.hoa)
-            if isinstance(event, MigrateDone):
-                self.sa[event.hoa] = pending.new_coa
+            self.sa[event.hoa] = pending.new_coa if isinstance(event, MigrateDone) else UNKNOWN_PLACE
         actions = c.handle(event, now)
         for action in actions:
             if isinstance(action, MigrateIPsec):

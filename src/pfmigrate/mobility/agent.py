@@ -39,6 +39,7 @@ from pfmigrate import mip6
 from pfmigrate._wire import DecodeError
 from pfmigrate.mobility import policies
 from pfmigrate.mobility.binding import (
+    UNKNOWN_PLACE,
     BindingAck,
     BindingUpdate,
     Ignored,
@@ -72,6 +73,7 @@ from pfmigrate.mobility.cache import (
     SendBindingAck,
 )
 from pfmigrate.mobility.config import HAConfig, MNConfig
+from pfmigrate.mobility.config import IPsec as IPsecConfig
 from pfmigrate.mobility.policies import Change, Goal
 
 # The tables are not what the agent believes: no such policy, no matching SA, or one
@@ -284,19 +286,25 @@ class MobileNodeAgent:
             steps += self._act(action)
         return steps
 
+    def _configure(self, old: IPv6Address, why: str) -> Configure:
+        """The change from ``old`` to ``self.target``; from a place not known (a move
+        that failed), a read-back."""
+        if old == UNKNOWN_PLACE:
+            return Configure(self.hoa, (), why, policies.mn_goal(self.config, self.target), read_back=True)
+        by_reqid = _by_reqid(self.by_reqid, self.config.ipsec)
+        return Configure(self.hoa, tuple(policies.mn_move(self.config, old, self.target, by_reqid=by_reqid)), why)
+
     def _act(self, action: object) -> list[Step]:
         match action:
             case MigrateIPsec(_, old, new, move_ike):
                 self.target = None if new == self.hoa else new
                 self.settler.started(self.hoa)
-                changes = policies.mn_move(self.config, old, self.target, by_reqid=self.by_reqid)
-                return [_note("migrate", old=old, new=new, ike=move_ike, changes=len(changes)),
-                        Configure(self.hoa, tuple(changes), "move")]  # fmt: skip
+                step = self._configure(old, "move")
+                return [_note("migrate", old=old, new=new, ike=move_ike, changes=len(step.changes)), step]
             case RestoreHome(_, from_coa, _, why):
                 self.target = None
                 self.settler.started(self.hoa)
-                changes = policies.mn_move(self.config, from_coa, None, by_reqid=self.by_reqid)
-                return [_note("restore-home", why=why), Configure(self.hoa, tuple(changes), "home")]
+                return [_note("restore-home", why=why), self._configure(from_coa, "home")]
             case SendBindingUpdate(coa, bu, retransmit):
                 data = binding_update(bu, coa, self.hoa, self.ha)
                 return [_note("bu-sent", coa=coa, sequence=bu.sequence, lifetime=bu.lifetime, retransmit=retransmit),
@@ -312,6 +320,12 @@ class MobileNodeAgent:
             case Ignored(why):
                 return [_note("ignored", why=why)]
         return [_note("action", what=type(action).__name__)]
+
+
+def _by_reqid(by_reqid: bool, ipsec: IPsecConfig) -> bool:
+    """Whether moves can name bundles by reqid: the engine takes it, and no reqid names
+    both directions' SAs."""
+    return by_reqid and not ipsec.shared_reqids
 
 
 def binding_update(bu: BindingUpdate, coa: IPv6Address, hoa: IPv6Address, ha: IPv6Address) -> bytes:
@@ -445,6 +459,15 @@ class HomeAgentAgent:
                     *self._run(MigrateFailed(hoa, reason), now)]  # fmt: skip
         return steps
 
+    def _configure(self, hoa: IPv6Address, old: IPv6Address, why: str) -> Configure:
+        """The change of ``hoa``'s entries from ``old`` to its target; from a place not
+        known (a move that failed), a read-back."""
+        node, target = self.served[hoa], self.targets.get(hoa)
+        if old == UNKNOWN_PLACE:
+            return Configure(hoa, (), why, policies.ha_goal(self.config, node, target), read_back=True)
+        by_reqid = _by_reqid(self.by_reqid, node.ipsec)
+        return Configure(hoa, tuple(policies.ha_move(self.config, node, old, target, by_reqid=by_reqid)), why)
+
     def _run(self, event: HaEvent, now: float) -> list[Step]:
         steps: list[Step] = []
         for action in self.cache.handle(event, now):
@@ -454,18 +477,14 @@ class HomeAgentAgent:
     def _act(self, action: object) -> list[Step]:
         match action:
             case MigrateIPsec(hoa, old, new, move_ike):
-                node = self.served[hoa]
                 self.targets[hoa] = None if new == hoa else new
                 self.settler.started(hoa)
-                changes = policies.ha_move(self.config, node, old, self.targets[hoa], by_reqid=self.by_reqid)
-                return [_note("migrate", hoa=hoa, old=old, new=new, ike=move_ike, changes=len(changes)),
-                        Configure(hoa, tuple(changes), "move")]  # fmt: skip
+                step = self._configure(hoa, old, "move")
+                return [_note("migrate", hoa=hoa, old=old, new=new, ike=move_ike, changes=len(step.changes)), step]
             case RestoreHome(hoa, from_coa, _, why):
-                node = self.served[hoa]
                 self.targets[hoa] = None
                 self.settler.started(hoa)
-                changes = policies.ha_move(self.config, node, from_coa, None, by_reqid=self.by_reqid)
-                return [_note("restore-home", hoa=hoa, why=why), Configure(hoa, tuple(changes), "home")]
+                return [_note("restore-home", hoa=hoa, why=why), self._configure(hoa, from_coa, "home")]
             case SendBindingAck(hoa, coa, ack):
                 flags = mip6.BAFlags(0)
                 if ack.key_management:

@@ -122,9 +122,16 @@ class MigrateDone:
     hoa: IPv6Address
 
 
+#: Where the tunnel-mode SAs are after a migrate that failed: not known (it may have
+#: been carried out in part, or whole with its answers lost), so the next step for them
+#: reads the tables back instead of starting from a place.
+UNKNOWN_PLACE = IPv6Address(0)
+
+
 @dataclass(frozen=True, slots=True)
 class MigrateFailed:
-    """The ``MigrateIPsec`` action for ``hoa`` could not be carried out; the SAs stayed where they were."""
+    """The ``MigrateIPsec`` action for ``hoa`` could not be carried out: where its SAs
+    are is not known now (``UNKNOWN_PLACE``)."""
 
     hoa: IPv6Address
     reason: str

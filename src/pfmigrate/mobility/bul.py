@@ -55,6 +55,7 @@ from ipaddress import IPv6Address
 from typing import Any, Final
 
 from pfmigrate.mobility.binding import (
+    UNKNOWN_PLACE,
     BindingAck,
     BindingError,
     BindingUpdate,
@@ -388,6 +389,7 @@ def _migrate_failed(m: HomeRegistration, ev: MigrateFailed, now: float, out: lis
     if ev.hoa != m.config.hoa:
         return _unexpected(m, ev, now, out)
     target, m.migrating_to = m.migrating_to, None
+    m.sa_coa = UNKNOWN_PLACE  # (the next move, or the way home, reads the tables back)
     if m.coa == m.config.hoa:
         return _go_home(m, now, out)
     return _give_up(m, f"moving the IPsec SAs to {target} failed: {ev.reason}", now, out, passing=True)

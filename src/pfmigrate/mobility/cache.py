@@ -10,7 +10,7 @@ States of one home address::
 
     ABSENT ──BU──▶ MIGRATING ──MigrateDone──▶ BOUND ──BU, same care-of address──▶ BOUND (refresh)
                      ▲   │                      │
-                     │   └──MigrateFailed: BA 130, back to the binding it had, or ABSENT
+                     │   └──MigrateFailed: BA 130, ABSENT (RestoreHome: the SAs are read back home)
                      └──BU, new care-of address─┘
     BOUND ──BU lifetime 0, or expiry──▶ ABSENT (BindingRemoved, RestoreHome)
 
@@ -26,7 +26,9 @@ The rules, with their sources:
 * Before answering a Binding Update whose care-of address is not where the IPsec SAs
   are, the home agent moves them (``MigrateIPsec``; for a first registration from the
   home address) and answers only when ``MigrateDone`` comes. If ``MigrateFailed`` comes
-  the answer is 130 (insufficient resources) and the earlier binding stays. A Binding
+  the answer is 130 (insufficient resources), and since where the SAs are is not known
+  then (a move may fail half-way), the binding goes and the SAs are restored home
+  (``RestoreHome`` from ``UNKNOWN_PLACE``: read back); the mobile node retries. A Binding
   Update arriving meanwhile replaces the one waiting; a further move waits for the first.
 * The answer to an accepted registration carries the granted lifetime, the requested one
   capped by ``max_lifetime`` (§10.3.1), and K only when the Binding Update asked for it
@@ -45,6 +47,7 @@ from ipaddress import IPv6Address, IPv6Network
 from typing import Any, Final
 
 from pfmigrate.mobility.binding import (
+    UNKNOWN_PLACE,
     BindingAck,
     BindingError,
     BindingUpdate,
@@ -404,11 +407,10 @@ def _migrate_failed(
     if e.migrating_to is None or e.waiting is None:
         return _unexpected(e, cfg, ev, now, out)
     e.migrating_to, waiting, e.waiting = None, e.waiting, None
+    e.sa_coa = UNKNOWN_PLACE  # (it may have moved in part: the way home reads the tables back)
     if _is_deregistration(e.hoa, waiting.coa, waiting.bu):  # needs no migrate
         return _deregister(e, cfg, waiting.coa, waiting.bu, out)
     _answer(e, waiting.coa, BAStatus.INSUFFICIENT_RESOURCES, waiting.bu.sequence, out)
-    if e.coa is not None and e.coa == e.sa_coa:
-        return CacheState.BOUND  # the earlier binding stands
     return _drop(e, e.key_management, f"IPsec migrate failed: {ev.reason}", out)
 
 
