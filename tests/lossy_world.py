@@ -5,16 +5,17 @@ engine (two hosts, two kernels), their timers run on one virtual clock, and a li
 between them that loses Mobility Headers at random. The key engines lose too, in one of
 two ways, each as Linux's ``pfkey_broadcast`` does when a receive buffer is full:
 
-* ``answer_loss``: a request is carried out and its answer never reaches the agent,
-  which hears ETIMEDOUT (the engine handles wait no time: the hub answers at once or
-  not at all);
+* ``answer_loss``: the answer to a request never reaches the agent, which hears
+  ETIMEDOUT (the engine handles wait no time: the hub answers at once or not at all);
+  half the time the request was carried out, half the time it was lost itself;
 * ``broadcast_loss``: any message the engine sends a client is dropped, answers and
   broadcasts alike, and the client's next read says messages were lost (the IKE
   daemon's ear counts them).
 
 Dumps are never cut: Linux makes a dump as its reader reads it, so it pauses rather
 than drops. A handover moves the node to a random place among several care-of
-addresses and home and runs the world until it settles: nothing in flight, nothing
+addresses and home (sometimes twice or three times in a few seconds, so that a move
+comes while the last is still being settled) and runs the world until it settles: nothing in flight, nothing
 being read back, the mobile node registered where it is (or home) and the home
 agent's binding cache saying the same. Then both tables must be exactly the policy
 sets of that binding; anything else, or no settling within ``SETTLE_LIMIT``, is a
@@ -85,19 +86,25 @@ class DroppingHub(Hub):
 
 
 class AnswerLosingTransport:
-    """A hub client whose requests are carried out but whose answers are lost at random."""
+    """A hub client whose answers are lost at random: half of those after the request was
+    carried out, half with the request itself (either way the agent hears nothing)."""
 
-    def __init__(self, inner: HubTransport, lose: Callable[[], bool]) -> None:
+    def __init__(self, inner: HubTransport, lose: Callable[[], bool], before: Callable[[], bool]) -> None:
         self.inner = inner
         self.lose = lose
+        self.before = before
         self.lost = 0
 
     def send(self, data: bytes) -> None:
+        if len(data) < 2 or data[1] in _DUMPS or not self.lose():
+            self.inner.send(data)
+            return
+        self.lost += 1
+        if self.before():
+            return
         self.inner.send(data)
-        if len(data) >= 2 and data[1] not in _DUMPS and self.lose():
-            with self.inner.hub.lock:
-                self.inner.hub.queues[self.inner.client].clear()
-            self.lost += 1
+        with self.inner.hub.lock:
+            self.inner.hub.queues[self.inner.client].clear()
 
     def recv_ready(self) -> bytes | None:
         return self.inner.recv_ready()
@@ -207,7 +214,7 @@ class World:
         transport = None
         if answer_loss:
             assert isinstance(engine.transport, HubTransport)
-            transport = AnswerLosingTransport(engine.transport, self._chance(answer_loss))
+            transport = AnswerLosingTransport(engine.transport, self._chance(answer_loss), self._chance(0.5))
             engine.transport = transport
         return Host(hub, engine, ear, inspector, transport)
 
@@ -295,11 +302,15 @@ class World:
         )
 
     def handover(self) -> bool:
-        """Move to a random other place and run until it settles; whether all agrees."""
+        """Move to a random other place (a restless node: up to two more moves, 0 to 5 s
+        apart, before the first has settled) and run until it settles; whether all agrees."""
         places: list[IPv6Address | None] = [None, *CARE_OF_ADDRESSES]
-        self.where = self.rng.choice([p for p in places if p != self.where])
-        steps = self.mn.returned_home(self.now) if self.where is None else self.mn.moved(self.where, self.now)
-        self._carry("MN", steps)
+        for step in range(self.rng.choice([1, 1, 2, 3])):
+            if step:
+                self.run(self.now + self.rng.uniform(0.0, 5.0))
+            self.where = self.rng.choice([p for p in places if p != self.where])
+            moved = self.mn.returned_home(self.now) if self.where is None else self.mn.moved(self.where, self.now)
+            self._carry("MN", moved)
         settled = self.run(self.now + self.settle_limit, self.settled)
         agrees = settled and self.consistent()
         counts = self.counts
