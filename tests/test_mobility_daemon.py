@@ -11,12 +11,15 @@ import json
 import logging
 from collections import deque
 from ipaddress import IPv6Address
+from pathlib import Path
 
 import pytest
 from testbed.netns import in_new_netns
 
 from pfmigrate import mip6
 from pfmigrate.backends.inprocess import Hub, open_inprocess
+from pfmigrate.backends.registry import open_backend
+from pfmigrate.cli.mobility import keyd_reopener
 from pfmigrate.engine import KeyEngine
 from pfmigrate.jsonlogs import JsonFormatter
 from pfmigrate.mobility import daemon, policies, routeopt
@@ -24,6 +27,7 @@ from pfmigrate.mobility.daemon import HomeAgentDaemon, MobileNodeDaemon
 from pfmigrate.mobility.mhsocket import Received
 from pfmigrate.mobility.seedconfig import seed_configs
 from pfmigrate.seed import HOME_ADDRESS, HOME_AGENT, NEW_COA, OLD_COA
+from tests.keyd_harness import KeydProcess
 from tests.seed_scenario import without_index
 
 HOA, HA, COA = IPv6Address(HOME_ADDRESS), IPv6Address(HOME_AGENT), IPv6Address(OLD_COA)
@@ -292,3 +296,35 @@ def test_without_a_way_to_reopen_the_engine_a_daemon_stops_when_it_goes_away() -
     port.incoming.append(binding_update(1))
     with pytest.raises(ConnectionResetError):
         home_agent.turn(timeout=0.0)
+
+
+def test_a_home_agent_on_keyd_settles_a_move_across_a_keyd_restart(tmp_path: Path) -> None:
+    """keyd killed (-9) in the middle of a move and started again on its journal: the home
+    agent hears its connection break, finds keyd not back yet (the real reopener, which
+    asks for keyd again, never for the default backend), then reads the tables back
+    once keyd is there and acknowledges only then."""
+    keyd = KeydProcess(tmp_path)
+    keyd.start()
+    _, config = seed_configs()
+    port, now = Port(), [100.0]
+    try:
+        engine = open_backend("keyd", keyd_socket=keyd.socket)
+        home_agent = HomeAgentDaemon(config, engine, port, clock=lambda: now[0], reopen=keyd_reopener(keyd.socket))
+        keyd.kill()  # the move meets a keyd that is gone
+        port.incoming.append(binding_update(1))
+        home_agent.turn(timeout=0.0)
+        assert home_agent.engine_lost
+        now[0] = home_agent.agent.timer() or now[0]
+        home_agent.turn(timeout=0.0)  # still away: the reopener says so, nothing breaks
+        assert not acknowledgements(port)
+        keyd.start()
+        while not acknowledgements(port) and now[0] < 200.0:
+            now[0] = home_agent.agent.timer() or now[0] + 1.0
+            home_agent.turn(timeout=0.0)
+        assert [(ack.status, ack.sequence) for ack in acknowledgements(port)] == [(mip6.BAStatus.ACCEPTED, 1)]
+        assert home_agent.engine.name == "keyd"
+        expected = policies.ha_policy_set(config, config.mobile_nodes[0], str(COA))
+        assert without_index(home_agent.engine.dump_policies()) == without_index(expected.policies)
+        home_agent.engine.close()
+    finally:
+        keyd.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import signal
 import sys
@@ -98,11 +99,7 @@ def run(args: argparse.Namespace) -> int:
             ro = route_optimization(engine, wanted=wanted)
             if ro is not None and ro.engine is not engine:  # its own XFRM handle
                 resources.enter_context(ro.engine)
-            backend = config.backend
-
-            def reopen() -> KeyEngine:  # keyd restarted under a move: the outcome is settled on the new connection
-                return open_engine(backend.name, backend.keyd_socket)
-
+            reopen = keyd_reopener(config.backend.keyd_socket) if engine.name == "keyd" else None
             daemon: MobileNodeDaemon | HomeAgentDaemon = (
                 MobileNodeDaemon(config, engine, mh, ro=ro, reopen=reopen)
                 if isinstance(config, MNConfig)
@@ -138,6 +135,21 @@ def run(args: argparse.Namespace) -> int:
         log.info("stopped", extra={"event": "stopped", "role": args.role, "signal": stopping[0],
                                    "tables": "kept"})  # fmt: skip
     return 0
+
+
+def keyd_reopener(keyd_socket: Path | None) -> Callable[[], KeyEngine]:
+    """How a daemon on keyd opens it again when keyd went away under a move (a restart):
+    keyd again, never the default backend anew; a keyd not back yet is an ``OSError``,
+    which leaves the move's outcome unknown until the next read-back. (The kernel's
+    sockets do not go away: the Linux backends are not reopened.)"""
+
+    def reopen() -> KeyEngine:
+        try:
+            return open_engine("keyd", keyd_socket)
+        except BackendUnavailable as exc:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, str(exc)) from exc
+
+    return reopen
 
 
 def serve(

@@ -48,6 +48,13 @@ POLL = 0.02  # seconds between looks at the interface's addresses
 SENT_NOTES: Final = frozenset({"bu-sent", "ba-sent", "be-sent"})
 
 
+#: What a socket says when the other end went away (keyd stopped or restarted).
+GONE: Final = frozenset({
+    errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ECONNREFUSED, errno.ECONNABORTED, errno.ESHUTDOWN,
+    errno.EBADF, errno.ENOENT,
+})  # fmt: skip
+
+
 def open_engine(name: str | None, keyd_socket: Path | None) -> KeyEngine:
     return registry.open_backend(name, keyd_socket=keyd_socket)
 
@@ -196,12 +203,15 @@ class _Shell:
         except KeyEngineError:
             raise
         except OSError as exc:
+            said = exc.strerror or str(exc)
+            if exc.errno not in GONE:  # (a passing error of the socket: the outcome is unknown, that is all)
+                return Outcome(exc.errno or errno.EIO, f"the key engine's socket failed: {said}")
             if self.reopen is None:
                 raise
-            log.warning("engine-lost", extra={"event": "engine-lost", "reason": exc.strerror or str(exc)})
+            log.warning("engine-lost", extra={"event": "engine-lost", "reason": said})
             self.engine.close()
             self.engine_lost = True
-            return Outcome(exc.errno or errno.EIO, f"the key engine went away: {exc.strerror or exc}")
+            return Outcome(exc.errno or errno.EIO, f"the key engine went away: {said}")
 
     def carry(self, steps: list[Step]) -> None:
         """Carry the agent's steps out in order; a key-engine change's outcome goes back to
