@@ -89,7 +89,11 @@ def test_a_client_that_may_not_use_keyd_learns_it_when_it_opens(open_directory: 
     with keyd_thread(open_directory):
         said = as_nobody(open_and_probe)
     # keyd is there (so it stays the default backend, rather than Linux), and says no when opened
-    assert said == f"{errno.EPERM} keyd at {path} refused a REGISTER: Operation not permitted | socket {path}"
+    assert said == (
+        f"{errno.EPERM} keyd at {path} refused a REGISTER: Operation not permitted: user nobody (uid 65534) is in "
+        "neither keyd's admin group nor its read group (its --admin-group and --read-group), and is not root or "
+        f"keyd's own user; a member of either may REGISTER | socket {path}"
+    )
 
 
 def test_two_clients_share_one_state_and_a_listener_hears_the_migrate(keyd: Path) -> None:

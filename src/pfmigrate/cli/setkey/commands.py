@@ -43,7 +43,7 @@ from pfmigrate.cli.setkey.statements import (
 )
 from pfmigrate.engine import SPI_RANGE, KeyEngine, KeyEngineError
 from pfmigrate.model import IPCOMP, Dir, MigrateRequest, Policy, SAState, SecurityAssociation
-from pfmigrate.modeljson import event_to_data, to_data
+from pfmigrate.modeljson import event_to_data, protocol_json, to_data
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -142,7 +142,7 @@ class Session:
                 span = (spi, spi) if spi else _spi_range(proto)
                 got = engine.allocate_spi(src, dst, proto, reqid=reqid, spi_range=span, mode=mode)
                 self._emit(
-                    {"src": str(src), "dst": str(dst), "proto": proto, "spi": got, "reqid": reqid},
+                    {"src": str(src), "dst": str(dst), "proto": protocol_json(proto), "spi": got, "reqid": reqid},
                     f"{src} {dst}\n\t{dump.SA_PROTOCOLS[proto]} spi={got}(0x{got:08x}) "
                     f"reqid={reqid}(0x{reqid:08x}) state=larval",
                 )
