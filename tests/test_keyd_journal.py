@@ -12,6 +12,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +61,18 @@ def spis(path: Path) -> list[int]:
 
 def mark_of(path: Path) -> Path:
     return Path(f"{path}-acked")
+
+
+def as_format_2(path: Path) -> None:
+    """Make the journal at ``path`` what a keyd from before the count wrote: format 2, no
+    count, the counters' CRC-32 over the engine's counters alone."""
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM meta WHERE name IN ('commits', 'counters_crc')")
+    db.execute("UPDATE meta SET value = 2 WHERE name = 'format'")
+    counters = sorted(db.execute("SELECT name, value FROM meta WHERE name != 'format'").fetchall())
+    db.execute("INSERT INTO meta VALUES ('counters_crc', ?)", (zlib.crc32(json.dumps(counters).encode()),))
+    db.commit()
+    db.close()
 
 
 # --- a journal behind what was acknowledged ------------------------------------------------------
@@ -134,10 +147,7 @@ def test_a_journal_from_before_the_count_is_loaded_and_counted_from_then_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = journal_with_two_sas(tmp_path)
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE acked")  # (what a keyd from before the count leaves)
-    db.commit()
-    db.close()
+    as_format_2(path)
     mark_of(path).unlink()
     with caplog.at_level(logging.INFO, "pfmigrate.keyd"), served(path) as service:
         assert len(service.engine.sad) == 2

@@ -16,7 +16,8 @@ A journal behind what was acknowledged is refused at start. After ``kill -9`` th
 changes live only in the write-ahead log (``keyd.db-wal``); one bit flipped there, or
 its tail cut, and SQLite's checksum chain stops at the damage and drops that frame and
 every later one without a word. So each flush also counts itself: the number of
-commits goes in the same transaction (table ``acked``), and once SQLite's COMMIT has
+commits goes in the same transaction (beside the counters, under their CRC-32, on a
+page each flush writes anyway), and once SQLite's COMMIT has
 returned, the same number is written to the commit mark beside the journal
 (``keyd.db-acked``: one 20-byte record with its CRC-32, rewritten in place by one
 ``pwrite``), before any answer goes out. At start the journal must hold at least the
@@ -30,8 +31,9 @@ it is fsynced with its directory, so it is never found empty; it is rewritten wi
 one sector, so a power loss leaves the old record or the new one.)
 
 What the mark says when it is not what keyd wrote:
-* no mark and a journal with no count (the first start, or a journal of a keyd from
-  before the count): counting starts; a journal of format 2 stays readable by it;
+* no mark and a journal with no count (the first start, or a journal of format 2, from
+  a keyd before the count): counting starts (and the journal is format 3 from then on,
+  which such a keyd refuses by its format rather than misread);
 * no mark beside a counted journal (deleted by hand: the way to accept a journal keyd
   refused, see below): a warning, and counting goes on from the journal's count;
 * a damaged mark: refused, since keyd cannot tell whether the journal is whole. The
@@ -83,13 +85,13 @@ from pfmigrate.sadb.records import PolicyRecord, SARecord
 from pfmigrate.sadb.rows import policy_from_data, policy_to_data, sa_from_data, sa_to_data
 from pfmigrate.sadb.tables import Change
 
-FORMAT = 2  # 2: each row with its CRC-32 (the table ``acked``, added since, is one a format-2 reader never reads)
+FORMAT = 3  # 2: each row with its CRC-32; 3: and the count of commits (a keyd reading 2 would refuse it)
+READS = (2, 3)  # (a journal of format 2 is counted from the first start on 3)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
     tbl TEXT NOT NULL, key INTEGER NOT NULL, data TEXT NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY (tbl, key)
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS acked (id INTEGER PRIMARY KEY CHECK (id = 0), commits INTEGER NOT NULL);
 """
 MARK_SUFFIX = "-acked"  # the commit mark, beside the journal
 _MARK_MAGIC = b"pfmkeyd\x01"
@@ -100,6 +102,7 @@ FULL_BELOW = 1 << 20  # bytes left under which an I/O error is taken for a full 
 log = logging.getLogger("pfmigrate.keyd")
 
 _COUNTERS_CRC = "counters_crc"
+_COMMITS = "commits"  # (in ``meta``, under the counters' CRC-32)
 
 
 def _crc_of(counters: dict[str, int]) -> int:
@@ -222,8 +225,8 @@ class Journal:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
             found = self.db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
-            if found is not None and found[0] != FORMAT:
-                raise JournalError(f"{self.path}: journal format {found[0]}, this keyd reads format {FORMAT}")
+            if found is not None and found[0] not in READS:
+                raise JournalError(f"{self.path}: journal format {found[0]}, this keyd reads format 2 or 3")
             if not fresh:
                 self._vouch()
             # Written even when it is there: a journal that cannot be written fails now.
@@ -239,8 +242,8 @@ class Journal:
     def _vouch(self) -> None:
         """That the journal holds every commit its mark counts (``JournalError`` naming
         what is missing if not); ``count`` from the journal, and the mark open."""
-        row = self.db.execute("SELECT commits FROM acked WHERE id = 0").fetchone()
-        held = 0 if row is None else int(row[0])
+        counted = self._meta().get(_COMMITS)
+        held = counted or 0
         try:
             fd = os.open(self.mark_path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -248,13 +251,12 @@ class Journal:
         except OSError as exc:
             raise JournalError(f"{self.mark_path}: cannot open the journal's commit mark: {exc.strerror}") from exc
         if fd < 0:
-            filled = self.db.execute("SELECT EXISTS (SELECT 1 FROM rows)").fetchone()[0]
-            if row is not None:
+            if counted is not None:
                 log.warning(
                     "the journal's commit mark is missing: its write-ahead log cannot be checked this once",
                     extra={"event": "journal-mark-missing", "path": str(self.mark_path), "commits": held},
                 )  # fmt: skip
-            elif filled:
+            elif self.db.execute("SELECT EXISTS (SELECT 1 FROM rows)").fetchone()[0]:
                 log.info("a journal without a commit count: counting from now", extra={"event": "journal-counted"})
             self.count = held
             self._mark = self._new_mark()
@@ -349,7 +351,7 @@ class Journal:
         """Everything the journal holds: SAs, policies, counters."""
         try:  # (as bytes: a row whose text a bit flip made invalid is named below, with the others)
             rows = self.db.execute("SELECT tbl, key, CAST(data AS BLOB), crc FROM rows ORDER BY key").fetchall()
-            meta = dict(self.db.execute("SELECT name, value FROM meta").fetchall())
+            meta = self._meta()
         except sqlite3.Error as exc:
             raise self._failure(exc, "read the journal") from exc
         sas, policies = [], []
@@ -371,12 +373,19 @@ class Journal:
                     raise ValueError(f"it holds serial {row.serial}")
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 raise JournalError(f"{self.path}: row {table}/{key} is damaged: {exc}") from exc
-        meta.pop("format", None)
-        crc = meta.pop(_COUNTERS_CRC, None)
-        if (rows or meta) and crc != _crc_of(meta):  # (rows without counters: the counters were lost)
-            raise JournalError(f"{self.path}: the engine's counters are missing or damaged (bad CRC-32)")
+        meta.pop(_COMMITS, None)  # (``_vouch`` has read it)
         self.written = dict(meta)
         return sas, policies, meta
+
+    def _meta(self) -> dict[str, int]:
+        """The engine's counters and the count of commits, checked against their CRC-32."""
+        meta = dict(self.db.execute("SELECT name, value FROM meta").fetchall())
+        meta.pop("format", None)
+        crc = meta.pop(_COUNTERS_CRC, None)
+        if crc != _crc_of(meta) and (meta or self.db.execute("SELECT EXISTS (SELECT 1 FROM rows)").fetchone()[0]):
+            # (rows without counters: the counters were lost)
+            raise JournalError(f"{self.path}: the engine's counters are missing or damaged (bad CRC-32)")
+        return meta
 
     def stage(self, changes: list[Change]) -> None:
         """Remember a committed engine transaction until the next ``flush``."""
@@ -403,9 +412,10 @@ class Journal:
                 self.db.execute(
                     "INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?)", (table, key, text, zlib.crc32(text.encode()))
                 )
-            rows = [*counters.items(), (_COUNTERS_CRC, _crc_of(counters))]
-            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", rows)
-            self.db.execute("INSERT OR REPLACE INTO acked VALUES (0, ?)", (self.count + 1,))
+            meta = {**counters, _COMMITS: self.count + 1}
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", [*meta.items(), (_COUNTERS_CRC, _crc_of(meta))]
+            )
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self.db.in_transaction:
