@@ -354,7 +354,7 @@ def test_the_systemd_unit_starts_keyd_with_options_it_has() -> None:
     unit = (Path(__file__).resolve().parent.parent / "packaging" / "pfmigrate-keyd.service").read_text()
     command = " ".join(line.strip().rstrip("\\") for line in unit.split("ExecStart=", 1)[1].splitlines()[:2])
     words = command.split()
-    assert words[:3] == ["/usr/bin/env", "pfmigrate", "keyd"]
-    args = build_parser().parse_args(words[2:])
+    assert words[:2] == ["/usr/local/bin/pfmigrate", "keyd"]  # the installed binary, as docs/deploy.md puts it
+    args = build_parser().parse_args(words[1:])
     assert args.socket == Path("/run/pfmigrate/keyd.sock")
     assert args.admin_group == "ipsec"
