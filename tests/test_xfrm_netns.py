@@ -169,10 +169,12 @@ def test_monitor_shows_a_migrate_sent_by_another_process() -> None:
     [line] = in_new_netns(scenario)
     event = json.loads(line)
     assert event["event"] == "migrate"
-    assert event["request"]["dir"] == "out"
+    assert event["request"]["dir"] == {"name": "OUTBOUND", "value": 2}  # (docs/json.md: PF_KEY's names)
     assert event["request"]["selector"] == {
-        "src": f"{HOME_ADDRESS}/128", "dst": f"{HOME_AGENT}/128", "proto": MH, "sport": 0, "dport": 0,
+        "src": f"{HOME_ADDRESS}/128", "dst": f"{HOME_AGENT}/128", "proto": {"name": "MH", "value": MH},
+        "sport": 0, "dport": 0,
     }  # fmt: skip
+    assert "time" in event
     assert event["request"]["bundles"][0]["new_src"] == NEW_COA
     assert event["request"]["kmaddress"] == {"local": NEW_COA, "remote": HOME_AGENT}
 
@@ -223,14 +225,16 @@ def test_monitor_shows_an_acquire_for_a_packet_without_its_sa(form: str) -> None
         event = json.loads(line)
         assert (event["event"], event["proto"], event["mode"], event["src"], event["dst"]) == (
             "acquire",
-            ESP,
-            "transport",
+            {"name": "ESP", "value": ESP},
+            {"name": "TRANSPORT", "value": 1},
             "::1",
             "::1",
         )
-        assert (event["selector"]["proto"], event["selector"]["dport"]) == (17, 5000)
+        assert (event["selector"]["proto"]["value"], event["selector"]["dport"]) == (17, 5000)
     else:
-        assert line.startswith("ACQUIRE proto 50 transport ::1 -> ::1 for ::1/128 -> ::1/128 proto 17 ")
+        stamp, said = line.split(" ", 1)  # as ip xfrm monitor -timestamp: the time first
+        assert stamp.endswith("Z")
+        assert said.startswith("ACQUIRE proto 50 transport ::1 -> ::1 for ::1/128 -> ::1/128 proto 17 ")
         assert "dport 5000" in line
 
 

@@ -48,6 +48,11 @@ pytestmark = pytest.mark.kernel
 SPIS = [f"0x{spi:08x}" for spi in range(FIRST_SPI, FIRST_SPI + 8)]
 
 
+def _number(value: object) -> object:
+    """An enumerated field of the logs (``{"name": ..., "value": N}``, docs/json.md) as its number."""
+    return value["value"] if isinstance(value, dict) and "value" in value else value
+
+
 class Agent:
     """``pfmigrate mn|ha`` as a process in ``node``'s namespace, logging JSON lines."""
 
@@ -70,7 +75,7 @@ class Agent:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for found in self.events():
-                if found.get("event") == event and all(found.get(k) == v for k, v in fields.items()):
+                if found.get("event") == event and all(_number(found.get(k)) == v for k, v in fields.items()):
                     return found
             assert self.process.poll() is None, f"the agent stopped:\n{self.log.read_text()}"
             time.sleep(0.02)
