@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from testbed.netns import in_new_netns
@@ -152,7 +153,7 @@ def test_setkey_shows_the_same_sad_and_spd_on_keyd_and_on_linux(keyd: Path) -> N
     assert "esp/tunnel/3ffe:501:ffff:400:1:2:3:4-3ffe:501:ffff:100::1/require" in spd
 
 
-def _without_time(event: dict[str, object]) -> dict[str, object]:
+def _without_time(event: dict[str, Any]) -> dict[str, Any]:
     """A monitor event without its timestamp (two runs a moment apart)."""
     assert "time" in event
     return {key: value for key, value in event.items() if key != "time"}
