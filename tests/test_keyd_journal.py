@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pfmigrate.backends.keyd import open_keyd
+from pfmigrate.keyd import journal as journal_module
 from pfmigrate.keyd.journal import Journal, JournalError
 from pfmigrate.keyd.service import AccessRules, Peer, Service
 from pfmigrate.sadb import Engine
@@ -189,8 +190,9 @@ def test_a_journal_rewritten_after_its_deletion_but_not_yet_written_is_refused(
 
 
 def test_a_commit_mark_deleted_while_keyd_runs_is_written_anew(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(journal_module, "CHECK_EVERY", 0.0)  # (the mark is looked at once a second)
     path = tmp_path / "keyd.db"
     with caplog.at_level(logging.INFO, "pfmigrate.keyd"), served(path) as service:
         add(service, 0x1000)
