@@ -17,10 +17,10 @@ changes live only in the write-ahead log (``keyd.db-wal``); one bit flipped ther
 its tail cut, and SQLite's checksum chain stops at the damage and drops that frame and
 every later one without a word. So each flush also counts itself: the number of
 commits goes in the same transaction (beside the counters, under their CRC-32, on a
-page each flush writes anyway), and once SQLite's COMMIT has
-returned, the same number is written to the commit mark beside the journal
-(``keyd.db-acked``: one 20-byte record with its CRC-32, rewritten in place by one
-``pwrite``), before any answer goes out. At start the journal must hold at least the
+page each flush writes anyway), and once SQLite's COMMIT has returned, the same number
+is written to the commit mark beside the journal (``keyd.db-acked``: one 20-byte
+record with its CRC-32, rewritten in place by one ``pwrite``), before any answer goes
+out. At start the journal must hold at least the
 mark's count; if not, keyd names the missing commits and stops rather than serve less.
 The mark is never ahead of what is durable: it is written after the commit it counts
 is fsynced. It costs no fsync of its own: after ``kill -9`` the page cache, which
@@ -52,7 +52,7 @@ acknowledged change, so rewriting keeps them, where stopping would lose them all
 the process. If another file has taken its place, that is ``JournalError``, and keyd
 stops rather than overwrite it. (A kill before the new journal is written leaves one
 behind its mark, or damaged: refused at start, never loaded short.) A deleted mark is
-written anew at the next check.
+written anew within a second.
 
 The journal holds keys: it is made 0600 when opened, with its ``-wal`` and ``-shm``
 (SQLite gives those the journal's mode), and a warning says it was not. A disk that
