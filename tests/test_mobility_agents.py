@@ -503,3 +503,35 @@ def test_a_daemon_whose_key_engine_goes_away_stops_with_the_reason() -> None:
     with pytest.raises(CommandError) as stopped:
         serve(Abandoned(), lambda: False)  # type: ignore[arg-type]
     assert str(stopped.value).startswith("stopping: keyd closed the connection; started again")
+
+
+def test_a_move_that_supersedes_one_still_being_settled_starts_from_a_read_back() -> None:
+    """The way home lost its answers and waits to read back when the node moves again:
+    the tables are then where no plan starts from (half home, say), so the new move is a
+    read-back toward its care-of address, not a batch that assumes the node was home
+    (which left a tunnel SA at the home address behind, found by the lossy world)."""
+    mn_config, _ = seed_configs()
+    agent = MobileNodeAgent(mn_config)
+    agent.moved(IPv6Address(OLD_COA), 0.0)
+    [send] = [s for s in agent.configured(0, "", 0.0, why="move") if isinstance(s, Send)]
+    update = mip6.decode(send.data, HOA, HA)
+    assert isinstance(update, mip6.BindingUpdate)
+    agent.received(
+        mip6.encode(mip6.BindingAck(mip6.BAStatus.ACCEPTED, mip6.BAFlags(0), update.sequence, 150), HA, HOA),
+        HA,
+        HOA,
+        0.1,
+    )
+    [send] = [s for s in agent.returned_home(1.0) if isinstance(s, Send)]
+    update = mip6.decode(send.data, HOA, HA)
+    assert isinstance(update, mip6.BindingUpdate)
+    ack = mip6.BindingAck(mip6.BAStatus.ACCEPTED, mip6.BAFlags(0), update.sequence, 0)
+    [restore] = [s for s in agent.received(mip6.encode(ack, HA, HOA), HA, HOA, 1.1) if isinstance(s, Configure)]
+    assert (restore.why, restore.read_back) == ("home", False)
+    [read_back] = [s for s in agent.configured(errno.ETIMEDOUT, "lost", 1.2, why="home") if isinstance(s, Configure)]
+    assert read_back.read_back
+    assert not [s for s in agent.configured(errno.ETIMEDOUT, "lost", 1.2, why="home") if isinstance(s, Configure)]
+    [move] = [s for s in agent.moved(IPv6Address(NEW_COA), 1.25) if isinstance(s, Configure)]
+    assert (move.why, move.read_back, move.changes) == ("move", True, ())
+    assert move.goal == policies.mn_goal(mn_config, NEW_COA)
+    assert agent.settler.timer() is None, "the read-back home was superseded"

@@ -156,9 +156,10 @@ class Settler:
     def __init__(self) -> None:
         self.pending: dict[IPv6Address, _Settling] = {}
 
-    def started(self, hoa: IPv6Address) -> None:
-        """A new change for ``hoa``: whatever was being settled is superseded by it."""
-        self.pending.pop(hoa, None)
+    def started(self, hoa: IPv6Address) -> bool:
+        """A new change for ``hoa``: whatever was being settled is superseded by it.
+        Whether something was (then the tables are not where any plan starts from)."""
+        return self.pending.pop(hoa, None) is not None
 
     def timer(self) -> float | None:
         return min((s.due for s in self.pending.values() if s.due is not None), default=None)
@@ -288,8 +289,8 @@ class MobileNodeAgent:
 
     def _configure(self, old: IPv6Address, why: str) -> Configure:
         """The change from ``old`` to ``self.target``; from a place not known (a move
-        that failed), a read-back."""
-        if old == UNKNOWN_PLACE:
+        that failed, or one still being settled, which this change supersedes), a read-back."""
+        if self.settler.started(self.hoa) or old == UNKNOWN_PLACE:
             return Configure(self.hoa, (), why, policies.mn_goal(self.config, self.target), read_back=True)
         by_reqid = _by_reqid(self.by_reqid, self.config.ipsec)
         return Configure(self.hoa, tuple(policies.mn_move(self.config, old, self.target, by_reqid=by_reqid)), why)
@@ -298,12 +299,10 @@ class MobileNodeAgent:
         match action:
             case MigrateIPsec(_, old, new, move_ike):
                 self.target = None if new == self.hoa else new
-                self.settler.started(self.hoa)
                 step = self._configure(old, "move")
                 return [_note("migrate", old=old, new=new, ike=move_ike, changes=len(step.changes)), step]
             case RestoreHome(_, from_coa, _, why):
                 self.target = None
-                self.settler.started(self.hoa)
                 return [_note("restore-home", why=why), self._configure(from_coa, "home")]
             case SendBindingUpdate(coa, bu, retransmit):
                 data = binding_update(bu, coa, self.hoa, self.ha)
@@ -461,9 +460,10 @@ class HomeAgentAgent:
 
     def _configure(self, hoa: IPv6Address, old: IPv6Address, why: str) -> Configure:
         """The change of ``hoa``'s entries from ``old`` to its target; from a place not
-        known (a move that failed), a read-back."""
+        known (a move that failed, or one still being settled, which this change
+        supersedes), a read-back."""
         node, target = self.served[hoa], self.targets.get(hoa)
-        if old == UNKNOWN_PLACE:
+        if self.settler.started(hoa) or old == UNKNOWN_PLACE:
             return Configure(hoa, (), why, policies.ha_goal(self.config, node, target), read_back=True)
         by_reqid = _by_reqid(self.by_reqid, node.ipsec)
         return Configure(hoa, tuple(policies.ha_move(self.config, node, old, target, by_reqid=by_reqid)), why)
@@ -478,12 +478,10 @@ class HomeAgentAgent:
         match action:
             case MigrateIPsec(hoa, old, new, move_ike):
                 self.targets[hoa] = None if new == hoa else new
-                self.settler.started(hoa)
                 step = self._configure(hoa, old, "move")
                 return [_note("migrate", hoa=hoa, old=old, new=new, ike=move_ike, changes=len(step.changes)), step]
             case RestoreHome(hoa, from_coa, _, why):
                 self.targets[hoa] = None
-                self.settler.started(hoa)
                 return [_note("restore-home", hoa=hoa, why=why), self._configure(hoa, from_coa, "home")]
             case SendBindingAck(hoa, coa, ack):
                 flags = mip6.BAFlags(0)
