@@ -85,24 +85,18 @@ class DroppingHub(Hub):
         super()._deliver(deliveries)
 
 
-class AnswerLosingTransport:
-    """A hub client whose answers are lost at random: half of those after the request was
-    carried out, half with the request itself (either way the agent hears nothing)."""
+class LossyClient:
+    """A hub client in front of another, which passes everything through; subclasses lose
+    some of what is sent (``send``)."""
 
-    def __init__(self, inner: HubTransport, lose: Callable[[], bool], before: Callable[[], bool]) -> None:
+    def __init__(self, inner: HubTransport) -> None:
         self.inner = inner
-        self.lose = lose
-        self.before = before
-        self.lost = 0
 
     def send(self, data: bytes) -> None:
-        if len(data) < 2 or data[1] in _DUMPS or not self.lose():
-            self.inner.send(data)
-            return
-        self.lost += 1
-        if self.before():
-            return
         self.inner.send(data)
+
+    def lose_answer(self) -> None:
+        """The answer to what was just sent never comes."""
         with self.inner.hub.lock:
             self.inner.hub.queues[self.inner.client].clear()
 
@@ -117,6 +111,27 @@ class AnswerLosingTransport:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class AnswerLosingTransport(LossyClient):
+    """A hub client whose answers are lost at random: half of those after the request was
+    carried out, half with the request itself (either way the agent hears nothing)."""
+
+    def __init__(self, inner: HubTransport, lose: Callable[[], bool], before: Callable[[], bool]) -> None:
+        super().__init__(inner)
+        self.lose = lose
+        self.before = before
+        self.lost = 0
+
+    def send(self, data: bytes) -> None:
+        if len(data) < 2 or data[1] in _DUMPS or not self.lose():
+            self.inner.send(data)
+            return
+        self.lost += 1
+        if self.before():
+            return
+        self.inner.send(data)
+        self.lose_answer()
 
 
 @dataclass

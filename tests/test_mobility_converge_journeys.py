@@ -27,6 +27,7 @@ from pfmigrate.mobility.ipsec import converge
 from pfmigrate.mobility.policies import Change, Goal, PolicySet
 from pfmigrate.model import Policy
 from pfmigrate.sadb import Engine
+from tests.lossy_world import LossyClient
 from tests.soak import rounds
 from tests.test_mobility_policies import COA1, COA2, COA3, HOA, HOA2, MNP, MNP2, SPIS2, home_agent, ipsec, mobile_node
 
@@ -35,12 +36,12 @@ PLACES: tuple[IPv6Address | None, ...] = (None, COA1, COA2, COA3)
 ELSEWHERE = IPv6Address("3ffe:501:ffff:900::9")  # where the home agent's other node is bound
 
 
-class CuttingTransport:
+class CuttingTransport(LossyClient):
     """A hub client that loses its ``cut``-th request from now, before it is carried out
     or only its answer after (dumps never: Linux pauses them)."""
 
     def __init__(self, inner: HubTransport) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.cut = 0
         self.after = False
 
@@ -53,20 +54,7 @@ class CuttingTransport:
             self.inner.send(data)
         elif self.after:
             self.inner.send(data)
-            with self.inner.hub.lock:
-                self.inner.hub.queues[self.inner.client].clear()
-
-    def recv_ready(self) -> bytes | None:
-        return self.inner.recv_ready()
-
-    def recv(self, timeout: float | None) -> bytes | None:
-        return self.inner.recv(timeout)
-
-    def drain(self) -> None:
-        self.inner.drain()
-
-    def close(self) -> None:
-        self.inner.close()
+            self.lose_answer()
 
 
 @dataclass(frozen=True)
