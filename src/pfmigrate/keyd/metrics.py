@@ -3,13 +3,11 @@ exporter's textfile collector, or read by anything that reads that format)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pfmigrate._files import replace_atomically
 from pfmigrate.pfkey.constants import MsgType
 
 
@@ -60,20 +58,9 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path) -> None:
-        """Replace ``path`` atomically, so a reader never sees half a file. The temporary
-        file is a new one of a name nobody can guess (``mkstemp``: O_EXCL, which follows no
-        symlink): keyd runs as root, and a fixed name beside the target would let anyone
-        who may write in that directory plant a symlink there to a file of root's."""
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as file:
-                os.fchmod(file.fileno(), 0o644)  # (mkstemp's 0600: the node exporter reads it as another user)
-                file.write(self.render())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        """Replace ``path`` atomically with the counters (keyd runs as root: no fixed
+        temporary name beside it, see ``replace_atomically``)."""
+        replace_atomically(path, self.render())
 
 
 def _type_label(mtype: int) -> str:

@@ -32,6 +32,7 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from pfmigrate._files import kind_of
 from pfmigrate.backends.keyd import path_too_long
 from pfmigrate.backends.registry import NAMES as BACKEND_NAMES
 from pfmigrate.model import Algorithm
@@ -279,18 +280,7 @@ def _read(path: Path, source: str) -> bytes:
 
 def _regular(source: str, mode: int) -> None:
     if not stat.S_ISREG(mode):
-        raise ConfigError(source, "", f"is {_file_kind(mode)}, not a regular file: give the configuration file's path")
-
-
-def _file_kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((name for test, name in kinds if test(mode)), "a special file")
+        raise ConfigError(source, "", f"is {kind_of(mode)}, not a regular file: give the configuration file's path")
 
 
 def load_mn(path: str | Path) -> MNConfig:

@@ -7,13 +7,12 @@ the log shows, so the figures and the log cannot disagree. Sans-IO but for ``wri
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
+
+from pfmigrate._files import replace_atomically
 
 #: Upper bounds of the MIGRATE latency buckets, in seconds: an in-process move takes
 #: about a millisecond, a move that is read back after lost answers up to a minute.
@@ -128,22 +127,6 @@ def _number(value: float) -> str:
     return str(value) if isinstance(value, int) or not value.is_integer() else str(int(value))
 
 
-def write(path: Path, text: str) -> None:
-    """Replace ``path`` atomically (as keyd's ``Metrics.write``): a new temporary file of
-    a name nobody can guess (``mkstemp``: O_EXCL, no symlink followed) beside it, then
-    ``rename``; a reader never sees half a file, and no one can plant a symlink."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as file:
-            os.fchmod(file.fileno(), 0o644)  # (a node exporter reads it as another user)
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
 class MetricsFile:
     """Writes at most once every ``interval`` seconds, and whenever ``flush`` is called."""
 
@@ -156,5 +139,5 @@ class MetricsFile:
         return self.written_at is None or now - self.written_at >= self.interval
 
     def write(self, text: str, now: float) -> None:
-        write(self.path, text)
+        replace_atomically(self.path, text)
         self.written_at = now

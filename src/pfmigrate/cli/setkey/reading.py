@@ -15,6 +15,7 @@ import stat
 from collections.abc import Callable
 from typing import TypeVar
 
+from pfmigrate._files import kind_of
 from pfmigrate.cli.errors import CommandError
 
 #: What ``setkey -f`` reads at most. A SAD load of many thousands of SAs is a real use
@@ -60,18 +61,8 @@ def bounded(read: Callable[[int], Data], source: str, *, limit: int, reader: str
 def _readable(path: str, mode: int, wanted: str) -> None:
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
         raise CommandError(
-            f"cannot read {path}: it is {_kind(mode)}, not {wanted}: give a file, a pipe, or - for standard input"
+            f"cannot read {path}: it is {kind_of(mode)}, not {wanted}: give a file, a pipe, or - for standard input"
         )
-
-
-def _kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def _size(limit: int) -> str:
