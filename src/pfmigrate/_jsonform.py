@@ -35,6 +35,20 @@ def flags_json(value: enum.IntFlag) -> dict[str, Any]:
     return {"names": [m.name for m in type(value) if m in value and m.name], "value": int(value)}
 
 
+def field_text(value: object) -> str:
+    """A decoded field for a person, as the text decoders print it: an enum by name
+    (its number if unnamed), flags joined by ``|``, bytes in hex."""
+    if isinstance(value, enum.IntFlag):
+        names = [m.name for m in type(value) if m in value and m.name]
+        rest = value & ~sum(type(value)[n] for n in names)
+        return "|".join(names + ([hex(rest)] if rest else [])) or "0"
+    if isinstance(value, enum.Enum):
+        return value._name_ if value._name_ is not None else str(value._value_)
+    if isinstance(value, bytes):
+        return value.hex() if value else '""'
+    return str(value)
+
+
 def errno_json(number: int) -> dict[str, Any]:
     """``{"name": "ENOENT", "value": 2}``; the name is null for 0 (no error) and for a
     number this system has no name for."""

@@ -6,8 +6,7 @@ in hex), lifetimes and intervals also in seconds, cookies and tokens in hex.
 
 from __future__ import annotations
 
-import enum
-
+from pfmigrate._jsonform import field_text
 from pfmigrate._value import Value, field_specs
 from pfmigrate.mip6.constants import MHType, OptType
 from pfmigrate.mip6.messages import KnownMessage, Message
@@ -17,18 +16,6 @@ _IN_4_SECONDS = frozenset({"lifetime", "interval"})
 _NOT_SHOWN = frozenset({"options", "mh_type", "opt_type"})
 
 
-def _text(value: object) -> str:
-    if isinstance(value, enum.IntFlag):
-        names = [m.name for m in type(value) if m in value and m.name]
-        rest = value & ~sum(type(value)[n] for n in names)
-        return "|".join(names + ([hex(rest)] if rest else [])) or "0"
-    if isinstance(value, enum.Enum):
-        return value._name_ if value._name_ is not None else str(value._value_)
-    if isinstance(value, bytes):
-        return value.hex() if value else '""'
-    return str(value)
-
-
 def _fields(value: Value) -> str:
     parts = []
     for spec in field_specs(type(value)):
@@ -36,7 +23,7 @@ def _fields(value: Value) -> str:
             continue
         field = getattr(value, spec.name)
         seconds = f" ({4 * field} s)" if spec.name in _IN_4_SECONDS else ""
-        parts.append(f"{spec.name}={_text(field)}{seconds}")
+        parts.append(f"{spec.name}={field_text(field)}{seconds}")
     return " ".join(parts)
 
 

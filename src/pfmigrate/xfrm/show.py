@@ -15,7 +15,7 @@ import enum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from pfmigrate._jsonform import enum_json, errno_json, flags_json
+from pfmigrate._jsonform import enum_json, errno_json, field_text, flags_json
 from pfmigrate._value import Value, field_specs
 from pfmigrate.pfkey.constants import IPProto
 from pfmigrate.xfrm.attributes import Algo, AlgoWithLength, Attribute, UnknownAttribute
@@ -110,18 +110,10 @@ def to_json(msg: NetlinkMessage) -> dict[str, Any]:
 
 
 def _text(key: str, value: object) -> str:
-    if isinstance(value, enum.IntFlag):
-        names = [m.name for m in type(value) if m in value and m.name]
-        rest = value & ~sum(type(value)[n] for n in names)
-        return "|".join(names + ([hex(rest)] if rest else [])) or "0"
-    if isinstance(value, enum.Enum):
-        return value._name_ if value._name_ is not None else str(value._value_)
-    if isinstance(value, bytes):
-        return value.hex() if value else '""'
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool | enum.Enum):
         named = _named_int(key, value)
         return str(named["name"] or value) if isinstance(named, dict) else str(value)
-    return str(value)
+    return field_text(value)
 
 
 def _lines(label: str, value: Value, indent: str) -> list[str]:
